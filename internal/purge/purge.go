@@ -1,0 +1,376 @@
+// Package purge carries out the planner's decisions against a registry: tags
+// first (deleted while the listing streams on), then untagged manifests
+// (deleted once the planner has finished its protected closure).
+//
+// The executor is deliberately small. It decides nothing itself: every
+// verdict comes from policy.RepoPlanner, so a dry run, a report and a real run
+// see the same plan. What it adds is how deletes are done: a bounded number in
+// flight (shared by every repository the executor works on), a soft deadline
+// after which no new delete starts, and a Result per repository with counts,
+// a status and, when stopped early, a resume Cursor.
+package purge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/policy"
+)
+
+// Registry is what the executor needs from the data plane; *acr.Client
+// (bound to a token for the repository) satisfies it.
+type Registry interface {
+	Tags(ctx context.Context, repo string, fn func(page []acr.Tag) error) error
+	Manifests(ctx context.Context, repo string, fn func(page []acr.Manifest) error) error
+	ManifestBody(ctx context.Context, repo, digest string) (*acr.ManifestBody, error)
+	DeleteTag(ctx context.Context, repo, tag string) error
+	DeleteManifest(ctx context.Context, repo, digest string) error
+	UpdateTagAttributes(ctx context.Context, repo, tag string, a acr.Attributes) error
+	UpdateManifestAttributes(ctx context.Context, repo, digest string, a acr.Attributes) error
+}
+
+// Status is where a repository ended.
+type Status string
+
+// Repository statuses. They are also the checkpoint statuses.
+const (
+	StatusDone      Status = "done"      // the plan was carried out completely
+	StatusPartial   Status = "partial"   // stopped at the deadline; resume with Cursor
+	StatusSkipped   Status = "skipped"   // nothing to do (not in policy, repository gone)
+	StatusForbidden Status = "forbidden" // the identity may not do what the plan needs
+	StatusFailed    Status = "failed"    // an error stopped it; see Retryable
+)
+
+// Outcome is what happened to one decision.
+type Outcome string
+
+// Decision outcomes reported through Options.OnDecision.
+const (
+	OutcomeDeleted     Outcome = "deleted"
+	OutcomeWouldDelete Outcome = "would-delete" // dry run
+	OutcomeKept        Outcome = "kept"
+	OutcomeLocked      Outcome = "locked"      // the registry refused: locked after planning
+	OutcomeFailed      Outcome = "failed"      // the delete failed; the item is still there
+	OutcomeNotStarted  Outcome = "not-started" // the deadline passed before its turn
+)
+
+// Options configure an Executor.
+type Options struct {
+	// Concurrency bounds deletes in flight across every repository this
+	// executor is working on (PURGE_CONCURRENCY). Default 8.
+	Concurrency int
+	// FetchConcurrency bounds manifest-body reads while planning untagged
+	// manifests. Default: Concurrency.
+	FetchConcurrency int
+	// Now is the clock for planning and the deadline. Default time.Now.
+	Now func() time.Time
+	// OnDecision, if set, sees every decision with its outcome (err set for
+	// OutcomeFailed). It is called from several goroutines.
+	OnDecision func(d policy.Decision, o Outcome, err error)
+	Logger     *slog.Logger
+}
+
+// Executor runs purge jobs. One executor is meant to be shared by the
+// repositories of a message (or a CLI run) so that Concurrency bounds them all.
+type Executor struct {
+	reg  Registry
+	opts Options
+	sem  chan struct{}
+	log  *slog.Logger
+}
+
+// New returns an executor working against reg.
+func New(reg Registry, opts Options) *Executor {
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 8
+	}
+	if opts.FetchConcurrency < 1 {
+		opts.FetchConcurrency = opts.Concurrency
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{reg: reg, opts: opts, sem: make(chan struct{}, opts.Concurrency), log: log}
+}
+
+// Job is one repository to purge.
+type Job struct {
+	Repository string
+	Policy     *policy.Policy
+	DryRun     bool
+	// Cursor resumes an earlier, partial attempt (nil: start afresh).
+	Cursor *policy.Cursor
+	// Deadline is soft: after it no new delete starts, in-flight ones finish
+	// and the result is partial. Zero means none.
+	Deadline time.Time
+}
+
+// Result is the outcome of one Job.
+type Result struct {
+	Repository string
+	Status     Status
+	// Reason explains a status other than done, for people.
+	Reason string
+	// Err is the error behind StatusFailed or StatusForbidden.
+	Err error
+	// Retryable: the failure is transient (network, 5xx, throttling beyond
+	// its budget, cancellation); trying the message again may succeed.
+	Retryable bool
+	DryRun    bool
+	// Deleted counts (would-be deleted in a dry run).
+	TagsDeleted, ManifestsDeleted int64
+	BytesFreed                    int64
+	// Kept counts everything the plan keeps, by reason (tags and manifests),
+	// plus "locked" for deletes the registry refused as locked.
+	Kept map[policy.Reason]int64
+	// DeleteErrors counts deletes that failed and were left in place.
+	DeleteErrors int64
+	// Cursor is set when Status is partial.
+	Cursor   *policy.Cursor
+	Duration time.Duration
+}
+
+// errStopped ends a listing early at the deadline.
+var errStopped = errors.New("deadline reached")
+
+// Purge runs one job to completion, to its deadline, or to the first error
+// that stops the repository. It never panics on registry answers and always
+// returns a Result (there is no separate error: the Result carries it).
+func (e *Executor) Purge(ctx context.Context, job Job) Result {
+	start := e.opts.Now()
+	res := Result{Repository: job.Repository, DryRun: job.DryRun, Kept: map[policy.Reason]int64{}}
+	defer func() { res.Duration = e.opts.Now().Sub(start) }()
+
+	planTime := start
+	if job.Cursor != nil && !job.Cursor.PlanTime.IsZero() {
+		planTime = job.Cursor.PlanTime
+	}
+	log := e.log.With("repository", job.Repository)
+	pl, err := job.Policy.Planner(job.Repository, planTime,
+		policy.WithNotFound(acr.IsNotFound),
+		policy.WithFetchConcurrency(e.opts.FetchConcurrency),
+		policy.WithLogger(log))
+	if err != nil {
+		res.Status, res.Reason, res.Err = StatusSkipped, "not in policy: "+err.Error(), err
+		return res
+	}
+
+	r := &repoRun{e: e, job: job, pl: pl, res: &res, log: log}
+	phase := policy.PhaseTags
+	if pl.PlanTags() && (job.Cursor == nil || job.Cursor.Phase != policy.PhaseManifests) {
+		err = r.tags(ctx)
+	}
+	if err == nil && pl.PlanManifests() {
+		phase = policy.PhaseManifests
+		err = r.manifests(ctx)
+	}
+	switch {
+	case errors.Is(err, errStopped) || (err == nil && r.stopped):
+		res.Status = StatusPartial
+		res.Reason = fmt.Sprintf("deadline reached during the %s phase", phase)
+		res.Cursor = &policy.Cursor{Phase: phase, PlanTime: planTime}
+	case err != nil:
+		classify(&res, err)
+	default:
+		res.Status = StatusDone
+	}
+	log.Info("repository purged", "status", res.Status, "dryRun", job.DryRun,
+		"tagsDeleted", res.TagsDeleted, "manifestsDeleted", res.ManifestsDeleted,
+		"bytesFreed", res.BytesFreed, "deleteErrors", res.DeleteErrors, "reason", res.Reason)
+	return res
+}
+
+// classify turns the error that stopped a repository into a status.
+func classify(res *Result, err error) {
+	res.Err = err
+	var ae *acr.Error
+	switch {
+	case acr.IsNotPermitted(err):
+		res.Status, res.Reason = StatusForbidden, "not permitted: "+err.Error()
+	case acr.IsNotFound(err):
+		res.Status, res.Reason = StatusSkipped, "repository not found"
+		res.Err = nil
+	case errors.Is(err, policy.ErrMatchTimeout):
+		res.Status, res.Reason = StatusFailed, err.Error()
+	case errors.As(err, &ae):
+		res.Status, res.Reason = StatusFailed, err.Error()
+		res.Retryable = ae.StatusCode == 429 || ae.StatusCode >= 500
+	default:
+		// Network errors that outlived the client's retries, cancellation.
+		res.Status, res.Reason, res.Retryable = StatusFailed, err.Error(), true
+	}
+}
+
+// repoRun is the state of one repository's purge.
+type repoRun struct {
+	e   *Executor
+	job Job
+	pl  *policy.RepoPlanner
+	log *slog.Logger
+
+	mu      sync.Mutex // guards res, stopped and gone
+	res     *Result
+	stopped bool
+	gone    map[string]bool // manifests deleted (or, dry run, planned) in this phase
+}
+
+func (r *repoRun) pastDeadline() bool {
+	return !r.job.Deadline.IsZero() && !r.e.opts.Now().Before(r.job.Deadline)
+}
+
+func (r *repoRun) report(d policy.Decision, o Outcome, err error) {
+	if f := r.e.opts.OnDecision; f != nil {
+		f(d, o, err)
+	}
+}
+
+// keep records a decision that deletes nothing.
+func (r *repoRun) keep(d policy.Decision) {
+	r.mu.Lock()
+	r.res.Kept[d.Reason]++
+	r.mu.Unlock()
+	r.report(d, OutcomeKept, nil)
+}
+
+// tags streams the tag listing through the planner. Deletes of a page start
+// only after the next page has been fetched: the registry continues a
+// time-ordered listing from the last tag of the previous page, so that tag
+// must still exist when the next page is asked for.
+func (r *repoRun) tags(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := r.newDispatcher(ctx, cancel)
+	var pending []policy.Decision
+	err := r.e.reg.Tags(ctx, r.job.Repository, func(page []acr.Tag) error {
+		var dels []policy.Decision
+		if err := r.pl.TagPage(page, func(dec policy.Decision) error {
+			if dec.Delete {
+				dels = append(dels, dec)
+			} else {
+				r.keep(dec)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := d.run(pending, r.deleteTag); err != nil {
+			return err
+		}
+		pending = dels
+		return nil
+	})
+	if err == nil {
+		err = d.run(pending, r.deleteTag)
+	}
+	return firstErr(d.wait(), err)
+}
+
+// manifests lets the planner list manifests and compute what must survive,
+// then deletes what it chose. Deletion decisions arrive only after the
+// listing is complete, so deleting cannot disturb the listing. Referrers
+// whose subject is being deleted too are held back and deleted only once
+// their subject is gone (see referrers).
+func (r *repoRun) manifests(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := r.newDispatcher(ctx, cancel)
+	src := repoSource{reg: r.e.reg, repo: r.job.Repository}
+	r.gone = map[string]bool{}
+	var held []policy.Decision
+	err := r.pl.Manifests(ctx, src, func(dec policy.Decision) error {
+		switch {
+		case !dec.Delete:
+			r.keep(dec)
+			return nil
+		case dec.Subject != "":
+			held = append(held, dec)
+			return nil
+		}
+		return d.run([]policy.Decision{dec}, r.deleteManifest)
+	})
+	if err == nil {
+		err = r.referrers(d, held)
+	}
+	return firstErr(d.wait(), err)
+}
+
+// referrers deletes held referrers in waves: a referrer goes once its
+// subject has been deleted, and stays (as a referrer of a kept manifest) when
+// deleting its subject failed or never started. The registry would have
+// removed it with its subject anyway; deleting it after the subject is
+// confirmed gone keeps the order safe and the counts honest.
+func (r *repoRun) referrers(d *dispatcher, held []policy.Decision) error {
+	for len(held) > 0 {
+		if err := d.wait(); err != nil {
+			return err
+		}
+		pending := make(map[string]bool, len(held))
+		for _, dec := range held {
+			pending[dec.Digest] = true
+		}
+		var wave, rest []policy.Decision
+		for _, dec := range held {
+			r.mu.Lock()
+			gone := r.gone[dec.Subject]
+			r.mu.Unlock()
+			switch {
+			case gone:
+				wave = append(wave, dec)
+			case pending[dec.Subject]:
+				rest = append(rest, dec)
+			default:
+				dec.Delete, dec.Reason, dec.Rule = false, policy.ReasonReferrer, ""
+				r.keep(dec)
+			}
+		}
+		if len(wave) == 0 {
+			// Subjects that never resolve (a cycle): keep them all.
+			for _, dec := range rest {
+				dec.Delete, dec.Reason, dec.Rule = false, policy.ReasonReferrer, ""
+				r.keep(dec)
+			}
+			return nil
+		}
+		if err := d.run(wave, r.deleteManifest); err != nil {
+			return err
+		}
+		held = rest
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type repoSource struct {
+	reg  Registry
+	repo string
+}
+
+func (s repoSource) Manifests(ctx context.Context, fn func([]acr.Manifest) error) error {
+	return s.reg.Manifests(ctx, s.repo, fn)
+}
+
+func (s repoSource) ManifestBody(ctx context.Context, digest string) (*acr.ManifestBody, error) {
+	return s.reg.ManifestBody(ctx, s.repo, digest)
+}

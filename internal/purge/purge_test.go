@@ -1,0 +1,439 @@
+package purge_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/acremu"
+	"github.com/acrpurge/acrpurge/internal/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/purge"
+)
+
+const day = 24 * time.Hour
+
+func mustPolicy(t *testing.T, js string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse([]byte(js))
+	require.NoError(t, err)
+	return p
+}
+
+// seedApp fills repository "team-a/app" with: 20 old ci-N tags (one image
+// each, N=1 newest), one fresh ci tag, a protected "latest", a locked old
+// release, an old multi-arch index tag "ci-multi" whose children are only
+// its own, a signature referring to the newest kept image, and 3 old
+// untagged leftovers.
+type seeded struct {
+	ciDigest  map[string]string
+	fresh     string
+	latest    string
+	release   string
+	index     string
+	children  []string
+	signature string
+	leftovers []string
+}
+
+func seedApp(env *emutest.Env, repo string) seeded {
+	reg := env.Registry
+	now := reg.Now().Truncate(time.Second) // equal sizes across registries
+	s := seeded{ciDigest: map[string]string{}}
+	for i := 1; i <= 20; i++ {
+		at := now.Add(-40*day - time.Duration(i)*time.Hour)
+		tag := fmt.Sprintf("ci-%d", i)
+		s.ciDigest[tag] = reg.Put(repo, acremu.Artifact{Tags: []string{tag}, Created: at, Size: 1000})
+	}
+	s.fresh = reg.Put(repo, acremu.Artifact{Tags: []string{"ci-fresh"}, Created: now.Add(-time.Hour), Size: 1000})
+	s.latest = reg.Put(repo, acremu.Artifact{Tags: []string{"latest"}, Created: now.Add(-90 * day), Size: 1000})
+	f := false
+	s.release = reg.Put(repo, acremu.Artifact{Tags: []string{"ci-release"}, Created: now.Add(-100 * day), Size: 1000})
+	if err := reg.SetTagAttributes(repo, "ci-release", acr.Attributes{DeleteEnabled: &f}); err != nil {
+		panic(err)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		s.children = append(s.children, reg.Put(repo, acremu.Artifact{Architecture: arch, Created: now.Add(-50 * day), Size: 500, Seed: "multi"}))
+	}
+	s.index = reg.Put(repo, acremu.Artifact{Tags: []string{"ci-multi"}, Children: s.children, Created: now.Add(-50 * day)})
+	s.signature = reg.Put(repo, acremu.Artifact{Subject: s.latest, ArtifactType: "application/vnd.cncf.notary.signature", Created: now.Add(-80 * day)})
+	for i := 0; i < 3; i++ {
+		s.leftovers = append(s.leftovers, reg.Put(repo, acremu.Artifact{Created: now.Add(-60 * day), Seed: fmt.Sprint("left", i), Size: 700}))
+	}
+	return s
+}
+
+const appPolicy = `{"rules":[{"name":"ci","filters":["team-a/app:^ci-"],"ago":"30d","keep":2,"untagged":true}],
+ "protect":["^latest$"]}`
+
+func newEnv(t *testing.T, o emutest.Options) *emutest.Env {
+	if o.PageSize == 0 {
+		o.PageSize = 5 // many pages: deletes must never disturb the listing
+	}
+	return emutest.Start(t, o)
+}
+
+func TestPurgeCarriesOutThePlan(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	s := seedApp(env, repo)
+	reg := env.Registry
+
+	ex := purge.New(env.Scoped(repo), purge.Options{Concurrency: 4, Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+
+	// ci-1 and ci-2 are the keep-2; ci-3..ci-20 and ci-multi are old candidates.
+	var tags []string
+	for _, tg := range reg.Tags(repo) {
+		tags = append(tags, tg.Name)
+	}
+	assert.ElementsMatch(t, []string{"ci-1", "ci-2", "ci-fresh", "ci-release", "latest"}, tags)
+	assert.EqualValues(t, 19, res.TagsDeleted)
+
+	// Untagged phase (keep 2 applies to untagged manifests too, as in acr
+	// purge: ci-3 and ci-4's images are kept): ci-5..ci-20 images, the index,
+	// its two children (no surviving index holds them) and three leftovers
+	// are gone; the signature of "latest" stays.
+	assert.EqualValues(t, 16+1+2+3, res.ManifestsDeleted)
+	assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-3"]))
+	assert.False(t, reg.HasManifest(repo, s.ciDigest["ci-5"]))
+	for _, d := range s.leftovers {
+		assert.False(t, reg.HasManifest(repo, d))
+	}
+	assert.False(t, reg.HasManifest(repo, s.index))
+	assert.True(t, reg.HasManifest(repo, s.signature), "signature of a kept image must survive")
+	assert.True(t, reg.HasManifest(repo, s.latest))
+	assert.True(t, reg.HasManifest(repo, s.release))
+	assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-2"]))
+	assert.Greater(t, res.BytesFreed, int64(0))
+	assert.EqualValues(t, 2+2, res.Kept[policy.ReasonKeep])
+	assert.EqualValues(t, 1, res.Kept[policy.ReasonLocked])
+	assert.EqualValues(t, 1, res.Kept[policy.ReasonNoMatch], "latest")
+	assertNoDoubleDeletes(t, reg)
+}
+
+func TestMultiArchChildrenOfKeptIndexSurvive(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	reg := env.Registry
+	now := reg.Now()
+	var kids []string
+	for _, arch := range []string{"amd64", "arm64", "s390x"} {
+		kids = append(kids, reg.Put(repo, acremu.Artifact{Architecture: arch, Created: now.Add(-90 * day)}))
+	}
+	attest := reg.Put(repo, acremu.Artifact{Architecture: "unknown", OS: "unknown", Created: now.Add(-90 * day), Seed: "attestation"})
+	idx := reg.Put(repo, acremu.Artifact{Tags: []string{"ci-keep"}, Children: append(kids, attest), Created: now.Add(-90 * day)})
+	sbom := reg.Put(repo, acremu.Artifact{Subject: idx, ArtifactType: "application/spdx+json", Created: now.Add(-90 * day)})
+	sig := reg.Put(repo, acremu.Artifact{Subject: sbom, ArtifactType: "application/vnd.cncf.notary.signature", Created: now.Add(-90 * day)})
+	// An old index whose tag goes away, with a child that is missing.
+	gone := reg.Put(repo, acremu.Artifact{Tags: []string{"ci-old"}, Children: []string{"sha256:" + fmt.Sprintf("%064d", 7)}, Created: now.Add(-95 * day)})
+
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:^ci-"],"ago":"30d","untagged":true}],"protect":["^ci-keep$"]}`)
+	ex := purge.New(env.Scoped(repo), purge.Options{Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+
+	for _, d := range append(kids, attest, idx, sbom, sig) {
+		assert.True(t, reg.HasManifest(repo, d), "kept index %s must keep %s", idx, d)
+	}
+	assert.False(t, reg.HasManifest(repo, gone), "untagged old index with a missing child is deleted")
+	assert.EqualValues(t, 1, res.TagsDeleted)
+	assertNoDoubleDeletes(t, reg)
+}
+
+func TestDryRunDeletesNothingAndCountsTheSame(t *testing.T) {
+	dry := newEnv(t, emutest.Options{})
+	real := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	seedApp(dry, repo)
+	seedApp(real, repo)
+	before := len(dry.Registry.Manifests(repo))
+
+	var would atomic.Int64
+	exDry := purge.New(dry.Scoped(repo), purge.Options{Now: dry.Registry.Now, OnDecision: func(_ policy.Decision, o purge.Outcome, _ error) {
+		if o == purge.OutcomeWouldDelete {
+			would.Add(1)
+		}
+	}})
+	rd := exDry.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy), DryRun: true})
+	require.Equal(t, purge.StatusDone, rd.Status, rd.Reason)
+	assert.Empty(t, dry.Registry.Deletes())
+	assert.Len(t, dry.Registry.Manifests(repo), before)
+	assert.Zero(t, dry.Registry.Stats().Requests["delete_tag"]+dry.Registry.Stats().Requests["delete_manifest"])
+
+	exReal := purge.New(real.Scoped(repo), purge.Options{Now: real.Registry.Now})
+	rr := exReal.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	require.Equal(t, purge.StatusDone, rr.Status, rr.Reason)
+
+	assert.Equal(t, rr.TagsDeleted, rd.TagsDeleted)
+	assert.Equal(t, rr.ManifestsDeleted, rd.ManifestsDeleted)
+	assert.Equal(t, rr.BytesFreed, rd.BytesFreed)
+	assert.Equal(t, rr.TagsDeleted+rr.ManifestsDeleted, would.Load())
+}
+
+func TestForbiddenRepositoryIsReportedNotFatal(t *testing.T) {
+	id := acremu.Identity{Name: "abac", Grants: []acremu.Grant{
+		{RepositoryPrefix: "team-a/"},
+		{RepositoryPrefix: "team-b/", Actions: []string{acr.ActionPull, acr.ActionMetadataRead}},
+	}}
+	env := newEnv(t, emutest.Options{Registry: acremu.Options{ABAC: true}, Identity: &id})
+	seedApp(env, "team-a/app")
+	seedApp(env, "team-b/app")
+	client := env.Scoped("team-a/app", "team-b/app")
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-./app:^ci-"],"ago":"30d"}]}`)
+	ex := purge.New(client, purge.Options{Now: env.Registry.Now})
+
+	var wg sync.WaitGroup
+	results := make([]purge.Result, 2)
+	for i, repo := range []string{"team-a/app", "team-b/app"} {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol}) }()
+	}
+	wg.Wait()
+	assert.Equal(t, purge.StatusDone, results[0].Status, results[0].Reason)
+	assert.EqualValues(t, 21, results[0].TagsDeleted)
+	assert.Equal(t, purge.StatusForbidden, results[1].Status)
+	assert.False(t, results[1].Retryable)
+	assert.Len(t, env.Registry.Tags("team-b/app"), 24, "nothing deleted where delete is not granted")
+	assert.Equal(t, 1, env.Registry.Stats().AccessTokens, "one token for the whole batch")
+}
+
+func TestThrottleStormCompletes(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	env.Registry.SetLimits(acremu.Limits{Window: time.Second, Delete: 8})
+	const repo = "team-a/app"
+	seedApp(env, repo)
+	ex := purge.New(env.Scoped(repo), purge.Options{Concurrency: 8, Now: env.Registry.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+	assert.EqualValues(t, 19, res.TagsDeleted)
+	assert.Positive(t, env.Registry.Stats().Throttled, "the storm must have happened")
+	assertNoDoubleDeletes(t, env.Registry)
+}
+
+func TestDeadlineStopsAndResumeFinishesWithoutRedoing(t *testing.T) {
+	for _, phase := range []string{"tags", "manifests"} {
+		t.Run(phase, func(t *testing.T) {
+			env := newEnv(t, emutest.Options{})
+			const repo = "team-a/app"
+			seedApp(env, repo)
+			reg := env.Registry
+			pol := mustPolicy(t, appPolicy)
+
+			// The clock jumps past the deadline after a few deletes of the
+			// chosen phase.
+			var late atomic.Bool
+			var n atomic.Int64
+			now := func() time.Time {
+				if late.Load() {
+					return reg.Now().Add(time.Hour)
+				}
+				return reg.Now()
+			}
+			stopAfter := map[string]int64{"tags": 5, "manifests": 19 + 5}[phase]
+			ex := purge.New(env.Scoped(repo), purge.Options{Concurrency: 2, Now: now,
+				OnDecision: func(_ policy.Decision, o purge.Outcome, _ error) {
+					if o == purge.OutcomeDeleted && n.Add(1) >= stopAfter {
+						late.Store(true)
+					}
+				}})
+			first := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol, Deadline: reg.Now().Add(10 * time.Minute)})
+			require.Equal(t, purge.StatusPartial, first.Status, first.Reason)
+			require.NotNil(t, first.Cursor)
+			assert.Equal(t, phase, first.Cursor.Phase)
+			deletedFirst := len(reg.Deletes())
+			require.Greater(t, deletedFirst, 0)
+
+			// Time passes before the redelivery: the cursor keeps the plan's "now",
+			// so what was too new stays too new.
+			reg.Advance(20 * day)
+			late.Store(false)
+			second := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol, Cursor: first.Cursor})
+			require.Equal(t, purge.StatusDone, second.Status, second.Reason)
+			assert.EqualValues(t, 19, first.TagsDeleted+second.TagsDeleted)
+			assert.EqualValues(t, 22, first.ManifestsDeleted+second.ManifestsDeleted)
+			assert.True(t, reg.HasTag(repo, "ci-fresh"))
+			assertNoDoubleDeletes(t, reg)
+		})
+	}
+}
+
+// racing wraps the registry to change things between planning and deleting.
+type racing struct {
+	purge.Registry
+	before func(tag string)
+}
+
+func (r racing) DeleteTag(ctx context.Context, repo, tag string) error {
+	r.before(tag)
+	return r.Registry.DeleteTag(ctx, repo, tag)
+}
+
+func TestItemsChangingMidRun(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	s := seedApp(env, repo)
+	reg := env.Registry
+	client := env.Scoped(repo)
+	f := false
+	var once1, once2 sync.Once
+	wrapped := racing{Registry: client, before: func(tag string) {
+		switch tag {
+		case "ci-7": // someone else deletes it first: 404 is success
+			once1.Do(func() { require.NoError(t, client.DeleteTag(context.Background(), repo, tag)) })
+		case "ci-9": // someone locks it after we planned: 405, keep it and its image
+			once2.Do(func() { require.NoError(t, reg.SetTagAttributes(repo, tag, acr.Attributes{WriteEnabled: &f})) })
+		}
+	}}
+	ex := purge.New(wrapped, purge.Options{Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+	assert.True(t, reg.HasTag(repo, "ci-9"))
+	assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-9"]), "image of a tag that could not be deleted stays")
+	assert.False(t, reg.HasTag(repo, "ci-7"))
+	assert.EqualValues(t, 2, res.Kept[policy.ReasonLocked], "ci-release planned locked + ci-9 refused")
+	assert.EqualValues(t, 1, reg.Stats().DeleteNotFound)
+}
+
+// counting wraps the registry to measure deletes in flight.
+type counting struct {
+	purge.Registry
+	cur, max atomic.Int64
+}
+
+func (c *counting) DeleteTag(ctx context.Context, repo, tag string) error {
+	n := c.cur.Add(1)
+	for {
+		m := c.max.Load()
+		if n <= m || c.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	defer c.cur.Add(-1)
+	return c.Registry.DeleteTag(ctx, repo, tag)
+}
+
+func TestConcurrencyIsSharedAcrossRepositories(t *testing.T) {
+	env := newEnv(t, emutest.Options{Registry: acremu.Options{}})
+	env.Registry.SetFaults(acremu.Faults{Latency: 5 * time.Millisecond})
+	repos := []string{"team-a/app", "team-a/api", "team-a/web"}
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/.*:^ci-"],"ago":"30d"}]}`)
+	for _, r := range repos {
+		seedApp(env, r)
+	}
+	c := &counting{Registry: env.Scoped(repos...)}
+	ex := purge.New(c, purge.Options{Concurrency: 3, Now: env.Registry.Now})
+	var wg sync.WaitGroup
+	for _, r := range repos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := ex.Purge(t.Context(), purge.Job{Repository: r, Policy: pol})
+			assert.Equal(t, purge.StatusDone, res.Status, res.Reason)
+		}()
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, c.max.Load(), int64(3))
+	assert.GreaterOrEqual(t, c.max.Load(), int64(2), "deletes do run in parallel")
+}
+
+func TestRepositoryNotInPolicyOrGone(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	ex := purge.New(env.Scoped("team-z/none", "team-a/gone"), purge.Options{Now: env.Registry.Now})
+	pol := mustPolicy(t, appPolicy)
+	r1 := ex.Purge(t.Context(), purge.Job{Repository: "team-z/none", Policy: pol})
+	assert.Equal(t, purge.StatusSkipped, r1.Status)
+	pol2 := mustPolicy(t, `{"rules":[{"filters":["team-a/.*:.*"],"ago":"1d"}]}`)
+	r2 := ex.Purge(t.Context(), purge.Job{Repository: "team-a/gone", Policy: pol2})
+	assert.Equal(t, purge.StatusSkipped, r2.Status, r2.Reason)
+	assert.Equal(t, "repository not found", r2.Reason)
+}
+
+func TestRegistryOutageIsRetryable(t *testing.T) {
+	env := newEnv(t, emutest.Options{Retry: acr.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}})
+	const repo = "team-a/app"
+	seedApp(env, repo)
+	env.Registry.SetFaults(acremu.Faults{ErrorRate: 1})
+	ex := purge.New(env.Scoped(repo), purge.Options{Now: env.Registry.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	assert.Equal(t, purge.StatusFailed, res.Status)
+	assert.True(t, res.Retryable, res.Reason)
+}
+
+// assertNoDoubleDeletes checks the registry never deleted the same thing twice.
+func assertNoDoubleDeletes(t *testing.T, reg *acremu.Registry) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, d := range reg.Deletes() {
+		seen[d.Repo+"@"+d.Ref]++
+	}
+	var dup []string
+	for k, n := range seen {
+		if n > 1 {
+			dup = append(dup, k)
+		}
+	}
+	sort.Strings(dup)
+	assert.Empty(t, dup, "deleted twice")
+}
+
+// lockingManifests locks a manifest just before its delete is sent.
+type lockingManifests struct {
+	purge.Registry
+	reg    *acremu.Registry
+	target string
+}
+
+func (l lockingManifests) DeleteManifest(ctx context.Context, repo, digest string) error {
+	if digest == l.target {
+		f := false
+		if err := l.reg.SetManifestAttributes(repo, digest, acr.Attributes{DeleteEnabled: &f}); err != nil {
+			return err
+		}
+	}
+	return l.Registry.DeleteManifest(ctx, repo, digest)
+}
+
+func TestReferrerGoesOnlyAfterItsSubject(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	reg := env.Registry
+	old := reg.Now().Add(-60 * day)
+	img1 := reg.Put(repo, acremu.Artifact{Created: old, Seed: "1"})
+	sig1 := reg.Put(repo, acremu.Artifact{Subject: img1, ArtifactType: "application/vnd.cncf.notary.signature", Created: old})
+	img2 := reg.Put(repo, acremu.Artifact{Created: old, Seed: "2"})
+	sig2 := reg.Put(repo, acremu.Artifact{Subject: img2, ArtifactType: "application/vnd.cncf.notary.signature", Created: old})
+	sbom2 := reg.Put(repo, acremu.Artifact{Subject: sig2, ArtifactType: "application/spdx+json", Created: old})
+
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d"}]}`)
+	ex := purge.New(lockingManifests{Registry: env.Scoped(repo), reg: reg, target: img2}, purge.Options{Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+
+	assert.False(t, reg.HasManifest(repo, img1))
+	assert.False(t, reg.HasManifest(repo, sig1))
+	assert.True(t, reg.HasManifest(repo, img2), "locked in a race")
+	assert.True(t, reg.HasManifest(repo, sig2), "the signature stays with its surviving image")
+	assert.True(t, reg.HasManifest(repo, sbom2), "and so does what refers to the signature")
+	assert.EqualValues(t, 2, res.ManifestsDeleted)
+	assert.EqualValues(t, 2, res.Kept[policy.ReasonReferrer])
+	assert.EqualValues(t, 1, res.Kept[policy.ReasonLocked])
+	for _, d := range reg.Deletes() {
+		assert.NotEqual(t, sig2, d.Ref)
+	}
+	// The signature of img1 went after img1 (by cascade, or by our delete finding it gone).
+	var order []string
+	for _, d := range reg.Deletes() {
+		order = append(order, d.Ref)
+	}
+	assert.Equal(t, img1, order[0])
+}
