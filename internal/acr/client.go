@@ -119,16 +119,18 @@ func (c *Client) Tags(ctx context.Context, repo string, fn func(page []Tag) erro
 	})
 }
 
-// Manifests lists a repository's manifests, most recently updated first
-// (orderby=timedesc), one page per fn call; the same cursor caveat as Tags
-// applies.
+// Manifests lists a repository's manifests in the registry's default
+// (digest) order, one page per fn call. It deliberately does not ask for
+// time order: a time-ordered listing ends silently when its cursor item is
+// deleted meanwhile (by anyone), while a digest-ordered one continues after
+// it. Callers that need time order sort for themselves.
 func (c *Client) Manifests(ctx context.Context, repo string, fn func(page []Manifest) error) error {
 	const op = "list manifests"
 	p, err := escapeRepository(repo)
 	if err != nil {
 		return opError(op, repo, "", err)
 	}
-	u := c.url("/acr/v1/"+p+"/_manifests", url.Values{"n": {strconv.Itoa(c.pageSize)}, "orderby": {"timedesc"}})
+	u := c.url("/acr/v1/"+p+"/_manifests", url.Values{"n": {strconv.Itoa(c.pageSize)}})
 	return c.pages(ctx, op, repo, u, RepositoryScope(repo, ActionMetadataRead), "", func(body []byte) error {
 		var page ManifestList
 		if err := decodePage(body, &page); err != nil {
@@ -139,6 +141,64 @@ func (c *Client) Manifests(ctx context.Context, repo string, fn func(page []Mani
 		}
 		return fn(page.Manifests)
 	})
+}
+
+// GetTag reads one tag's current attributes
+// (GET /acr/v1/{repo}/_tags/{tag}): what it points at now, when it last
+// changed, and its locks.
+func (c *Client) GetTag(ctx context.Context, repo, tag string) (*Tag, error) {
+	const op = "get tag"
+	u, err := c.refURL(op, "/acr/v1/", repo, "/_tags/", tag, false)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Tag *Tag `json:"tag"`
+	}
+	if err := c.getJSON(ctx, &request{op: op, repo: repo, ref: tag, method: http.MethodGet, url: u, class: ClassRead},
+		RepositoryScope(repo, ActionMetadataRead), &out); err != nil {
+		return nil, err
+	}
+	if out.Tag == nil {
+		return nil, opError(op, repo, tag, errors.New("response has no tag"))
+	}
+	return out.Tag, nil
+}
+
+// GetManifest reads one manifest's current attributes
+// (GET /acr/v1/{repo}/_manifests/{digest}): its tags now, when it last
+// changed, and its locks.
+func (c *Client) GetManifest(ctx context.Context, repo, digest string) (*Manifest, error) {
+	const op = "get manifest attributes"
+	u, err := c.refURL(op, "/acr/v1/", repo, "/_manifests/", digest, true)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Manifest *Manifest `json:"manifest"`
+	}
+	if err := c.getJSON(ctx, &request{op: op, repo: repo, ref: digest, method: http.MethodGet, url: u, class: ClassRead},
+		RepositoryScope(repo, ActionMetadataRead), &out); err != nil {
+		return nil, err
+	}
+	if out.Manifest == nil {
+		return nil, opError(op, repo, digest, errors.New("response has no manifest"))
+	}
+	return out.Manifest, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, rq *request, need Scope, v any) error {
+	resp, err := c.call(ctx, rq, need)
+	if err != nil {
+		return err
+	}
+	if !success(resp.status) {
+		return c.fail(rq, resp)
+	}
+	if err := json.Unmarshal(resp.body, v); err != nil {
+		return opError(rq.op, rq.repo, rq.ref, fmt.Errorf("decode: %w", err))
+	}
+	return nil
 }
 
 // ManifestBody fetches a manifest's body (index children, subject).
@@ -294,6 +354,13 @@ func (c *Client) call(ctx context.Context, rq *request, need Scope) (*response, 
 		resp, err := c.send.do(ctx, rq)
 		if err != nil {
 			return nil, err
+		}
+		if resp.status == http.StatusForbidden {
+			// Refused for this identity (an ABAC condition, a network
+			// rule): a fresh token would not change it.
+			e := c.fail(rq, resp)
+			e.Err = ErrNotPermitted
+			return nil, e
 		}
 		if resp.status != http.StatusUnauthorized {
 			return resp, nil

@@ -10,10 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,8 +209,13 @@ func TestEmulatorPaging(t *testing.T) {
 	if err := c.Manifests(ctx, "team/app", func(p []acr.Manifest) error { mans = append(mans, p...); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(mans) != 25 || mans[0].Tags[0] != "v024" || mans[24].Tags[0] != "v000" {
-		t.Fatalf("manifests: %d, first %v", len(mans), mans[0].Tags)
+	if len(mans) != 25 {
+		t.Fatalf("manifests: %d, want 25", len(mans))
+	}
+	for i := 1; i < len(mans); i++ {
+		if mans[i-1].Digest >= mans[i].Digest {
+			t.Fatalf("manifests not in digest order at %d: %s >= %s", i, mans[i-1].Digest, mans[i].Digest)
+		}
 	}
 
 	// Catalog: 13 repositories, 2 pages.
@@ -805,3 +812,76 @@ func TestEmulatorRestartIsRetried(t *testing.T) {
 		t.Fatalf("tag left or token re-minted: %+v", b.Stats())
 	}
 }
+
+func TestEmulatorGetTagAndManifest(t *testing.T) {
+	e := newEnv(t, acremu.Options{})
+	cred := e.fullAccess("purger")
+	at := e.reg.Now().Add(-time.Hour).Truncate(time.Second)
+	d := e.reg.Put("team/app", acremu.Artifact{Tags: []string{"v1", "stable"}, Created: at, Seed: "x"})
+	b := e.broker(t, cred, nil)
+	c := e.client(t, b.Source(purgeScopes("team/app")...), nil)
+	ctx := t.Context()
+
+	tag, err := c.GetTag(ctx, "team/app", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.Name != "v1" || tag.Digest != d || !tag.LastUpdateTime.Equal(at) {
+		t.Fatalf("tag = %+v, want v1 -> %s at %s", tag, d, at)
+	}
+	m, err := c.GetManifest(ctx, "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Digest != d || len(m.Tags) != 2 {
+		t.Fatalf("manifest = %+v, want %s with two tags", m, d)
+	}
+	if _, err := c.GetTag(ctx, "team/app", "nope"); !acr.IsNotFound(err) {
+		t.Fatalf("missing tag: err = %v, want IsNotFound", err)
+	}
+}
+
+// A registry asking for an absurd Retry-After must not pause the shared
+// limiter for longer than one call may wait.
+func TestHugeRetryAfterDoesNotStallTheInstance(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.Header().Set("Retry-After", "86400")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	ep, err := acr.ParseEndpoint(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := acr.NewLimiter(acr.LimiterOptions{})
+	c, err := acr.NewClient(acr.ClientOptions{Endpoint: ep, Tokens: staticTokens{}, Limiter: lim,
+		Retry: acr.RetryPolicy{MaxThrottle: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTag(t.Context(), "r", "a"); !acr.IsThrottled(err) {
+		t.Fatalf("first delete: err = %v, want throttled", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.DeleteTag(ctx, "r", "b"); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("second delete waited %s behind a 24 h Retry-After", waited)
+	}
+}
+
+// staticTokens grants everything, for tests against plain httptest servers.
+type staticTokens struct{}
+
+func (staticTokens) Token(context.Context) (*acr.Token, error) {
+	return &acr.Token{Value: "t", Expires: time.Now().Add(time.Hour)}, nil
+}
+func (staticTokens) Invalidate(*acr.Token) {}

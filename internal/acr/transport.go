@@ -190,7 +190,10 @@ func (s *sender) do(ctx context.Context, rq *request) (*response, error) {
 			if !ok || ra <= 0 {
 				ra = defaultRetryAfter
 			}
-			s.lim.Throttled(rq.class, ra)
+			// The shared limiter pauses every call of this class: never for
+			// longer than one call may wait, so one absurd Retry-After cannot
+			// stall the whole instance.
+			s.lim.Throttled(rq.class, min(ra, s.retry.MaxThrottle))
 			wait := ra + throttleJitter(ra)
 			if throttled+wait > s.retry.MaxThrottle {
 				return resp, nil
