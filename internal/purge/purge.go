@@ -14,8 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
@@ -30,6 +34,9 @@ type Registry interface {
 	ManifestBody(ctx context.Context, repo, digest string) (*acr.ManifestBody, error)
 	DeleteTag(ctx context.Context, repo, tag string) error
 	DeleteManifest(ctx context.Context, repo, digest string) error
+	// GetTag and GetManifest re-read an item just before it is deleted.
+	GetTag(ctx context.Context, repo, tag string) (*acr.Tag, error)
+	GetManifest(ctx context.Context, repo, digest string) (*acr.Manifest, error)
 	UpdateTagAttributes(ctx context.Context, repo, tag string, a acr.Attributes) error
 	UpdateManifestAttributes(ctx context.Context, repo, digest string, a acr.Attributes) error
 }
@@ -145,9 +152,9 @@ var errStopped = errors.New("deadline reached")
 // Purge runs one job to completion, to its deadline, or to the first error
 // that stops the repository. It never panics on registry answers and always
 // returns a Result (there is no separate error: the Result carries it).
-func (e *Executor) Purge(ctx context.Context, job Job) Result {
+func (e *Executor) Purge(ctx context.Context, job Job) (res Result) {
 	start := e.opts.Now()
-	res := Result{Repository: job.Repository, DryRun: job.DryRun, Kept: map[policy.Reason]int64{}}
+	res = Result{Repository: job.Repository, DryRun: job.DryRun, Kept: map[policy.Reason]int64{}}
 	defer func() { res.Duration = e.opts.Now().Sub(start) }()
 
 	planTime := start
@@ -160,7 +167,11 @@ func (e *Executor) Purge(ctx context.Context, job Job) Result {
 		policy.WithFetchConcurrency(e.opts.FetchConcurrency),
 		policy.WithLogger(log))
 	if err != nil {
-		res.Status, res.Reason, res.Err = StatusSkipped, "not in policy: "+err.Error(), err
+		if errors.Is(err, policy.ErrMatchTimeout) {
+			res.Status, res.Reason, res.Err = StatusFailed, err.Error(), err
+		} else {
+			res.Status, res.Reason, res.Err = StatusSkipped, "not in policy: "+err.Error(), err
+		}
 		return res
 	}
 
@@ -201,13 +212,25 @@ func classify(res *Result, err error) {
 		res.Err = nil
 	case errors.Is(err, policy.ErrMatchTimeout):
 		res.Status, res.Reason = StatusFailed, err.Error()
-	case errors.As(err, &ae):
+	case errors.As(err, &ae) && ae.StatusCode != 0:
 		res.Status, res.Reason = StatusFailed, err.Error()
 		res.Retryable = ae.StatusCode == 429 || ae.StatusCode >= 500
 	default:
-		// Network errors that outlived the client's retries, cancellation.
-		res.Status, res.Reason, res.Retryable = StatusFailed, err.Error(), true
+		res.Status, res.Reason, res.Retryable = StatusFailed, err.Error(), transient(err)
 	}
+}
+
+// transient reports whether err may go away on its own: network failures
+// that outlived the client's retries, cancellation and timeouts, and
+// listings found inconsistent (the registry changed under us). Anything
+// else (a malformed answer, an invalid reference) would fail the same way
+// again, so retrying it only delays the dead-letter.
+func transient(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &ne) || errors.As(err, &ue)
 }
 
 // repoRun is the state of one repository's purge.
@@ -251,6 +274,10 @@ func (r *repoRun) tags(ctx context.Context) error {
 	d := r.newDispatcher(ctx, cancel)
 	var pending []policy.Decision
 	err := r.e.reg.Tags(ctx, r.job.Repository, func(page []acr.Tag) error {
+		if r.pastDeadline() {
+			r.markStopped()
+			return errStopped
+		}
 		var dels []policy.Decision
 		if err := r.pl.TagPage(page, func(dec policy.Decision) error {
 			if dec.Delete {
@@ -283,7 +310,7 @@ func (r *repoRun) manifests(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := r.newDispatcher(ctx, cancel)
-	src := repoSource{reg: r.e.reg, repo: r.job.Repository}
+	src := repoSource{reg: r.e.reg, repo: r.job.Repository, run: r}
 	r.gone = map[string]bool{}
 	var held []policy.Decision
 	err := r.pl.Manifests(ctx, src, func(dec policy.Decision) error {
@@ -362,15 +389,35 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
+// repoSource is the planner's view of one repository. It ends the listing
+// and the body reads with errStopped once the deadline has passed, so a
+// large repository cannot plan past it.
 type repoSource struct {
 	reg  Registry
 	repo string
+	run  *repoRun
+}
+
+func (s repoSource) stop() error {
+	if s.run.pastDeadline() {
+		s.run.markStopped()
+		return errStopped
+	}
+	return nil
 }
 
 func (s repoSource) Manifests(ctx context.Context, fn func([]acr.Manifest) error) error {
-	return s.reg.Manifests(ctx, s.repo, fn)
+	return s.reg.Manifests(ctx, s.repo, func(page []acr.Manifest) error {
+		if err := s.stop(); err != nil {
+			return err
+		}
+		return fn(page)
+	})
 }
 
 func (s repoSource) ManifestBody(ctx context.Context, digest string) (*acr.ManifestBody, error) {
+	if err := s.stop(); err != nil {
+		return nil, err
+	}
 	return s.reg.ManifestBody(ctx, s.repo, digest)
 }

@@ -437,3 +437,132 @@ func TestReferrerGoesOnlyAfterItsSubject(t *testing.T) {
 	}
 	assert.Equal(t, img1, order[0])
 }
+
+// hooked runs a hook before the pre-delete reads, to change the registry
+// between planning and deleting.
+type hooked struct {
+	purge.Registry
+	beforeTag      func(tag string)
+	beforeManifest func(digest string)
+	deleteTagErr   func(tag string) error
+}
+
+func (h hooked) GetTag(ctx context.Context, repo, tag string) (*acr.Tag, error) {
+	if h.beforeTag != nil {
+		h.beforeTag(tag)
+	}
+	return h.Registry.GetTag(ctx, repo, tag)
+}
+
+func (h hooked) GetManifest(ctx context.Context, repo, digest string) (*acr.Manifest, error) {
+	if h.beforeManifest != nil {
+		h.beforeManifest(digest)
+	}
+	return h.Registry.GetManifest(ctx, repo, digest)
+}
+
+func (h hooked) DeleteTag(ctx context.Context, repo, tag string) error {
+	if h.deleteTagErr != nil {
+		if err := h.deleteTagErr(tag); err != nil {
+			return err
+		}
+	}
+	return h.Registry.DeleteTag(ctx, repo, tag)
+}
+
+func TestChangedSincePlanningIsKept(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	s := seedApp(env, repo)
+	reg := env.Registry
+	fresh := reg.Put(repo, acremu.Artifact{Created: reg.Now(), Seed: "fresh build"})
+	var once1, once2 sync.Once
+	h := hooked{Registry: env.Scoped(repo),
+		beforeTag: func(tag string) {
+			if tag == "ci-6" { // re-pushed onto a fresh image after planning
+				once1.Do(func() { require.NoError(t, reg.Tag(repo, "ci-6", fresh, reg.Now())) })
+			}
+		},
+		beforeManifest: func(digest string) {
+			if digest == s.leftovers[0] { // someone tags a leftover after the listing
+				once2.Do(func() { require.NoError(t, reg.Tag(repo, "rescued", digest, reg.Now())) })
+			}
+		}}
+	ex := purge.New(h, purge.Options{Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+
+	assert.True(t, reg.HasTag(repo, "ci-6"), "a re-pointed tag is not deleted")
+	assert.True(t, reg.HasManifest(repo, fresh))
+	assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-6"]), "its old image stays this run (it counted as tagged)")
+	assert.True(t, reg.HasTag(repo, "rescued"))
+	assert.True(t, reg.HasManifest(repo, s.leftovers[0]), "a manifest tagged after listing is not deleted")
+	assert.EqualValues(t, 2, res.Kept[purge.ReasonChanged])
+	assertNoDoubleDeletes(t, reg)
+}
+
+func TestLockIsRestoredWhenDeleteFails(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	seedApp(env, repo)
+	reg := env.Registry
+	h := hooked{Registry: env.Scoped(repo), deleteTagErr: func(tag string) error {
+		if tag == "ci-release" {
+			return &acr.Error{Op: "delete tag", Repository: repo, Ref: tag, StatusCode: 400, Code: "TAG_INVALID"}
+		}
+		return nil
+	}}
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:^ci-"],"ago":"30d","includeLocked":true}]}`)
+	ex := purge.New(h, purge.Options{Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+	assert.EqualValues(t, 1, res.DeleteErrors)
+	var rel *acr.Tag
+	for _, tg := range reg.Tags(repo) {
+		if tg.Name == "ci-release" {
+			rel = &tg
+		}
+	}
+	require.NotNil(t, rel, "the failed delete left the tag")
+	assert.True(t, rel.Attributes.Locked(), "its lock is put back")
+}
+
+// slowListing flips the clock past the deadline while the manifests are
+// being listed.
+type slowListing struct {
+	purge.Registry
+	pages int
+	late  *atomic.Bool
+}
+
+func (s slowListing) Manifests(ctx context.Context, repo string, fn func([]acr.Manifest) error) error {
+	n := 0
+	return s.Registry.Manifests(ctx, repo, func(p []acr.Manifest) error {
+		if n++; n == s.pages {
+			s.late.Store(true)
+		}
+		return fn(p)
+	})
+}
+
+func TestDeadlineDuringPlanning(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	seedApp(env, repo)
+	reg := env.Registry
+	var late atomic.Bool
+	now := func() time.Time {
+		if late.Load() {
+			return reg.Now().Add(time.Hour)
+		}
+		return reg.Now()
+	}
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"1d"}]}`)
+	ex := purge.New(slowListing{Registry: env.Scoped(repo), pages: 2, late: &late}, purge.Options{Now: now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol, Deadline: reg.Now().Add(time.Minute)})
+	assert.Equal(t, purge.StatusPartial, res.Status, res.Reason)
+	require.NotNil(t, res.Cursor)
+	assert.Equal(t, policy.PhaseManifests, res.Cursor.Phase)
+	assert.Empty(t, reg.Deletes(), "nothing deleted from a plan cut short")
+	assert.Positive(t, res.Duration)
+}
