@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,9 +15,9 @@ import (
 // The synthetic repository of BenchmarkPlanHugeRepository, generated lazily
 // page by page (never held in memory):
 //   - hugeManifests manifests, newest first, one every 10 s; manifest i is
-//     an OCI index with children i+1..i+3 when i%10 == 0, an OCI referrer of
-//     manifest i-5 when i%10 == 5, an OCI image when i%10 is 1..3, and a
-//     Docker image otherwise;
+//     an OCI index with children i+1..i+3 when i%10 == 0, an OCI referrer
+//     (empty config) of manifest i-5 when i%10 == 5, an OCI image with an
+//     image config when i%10 is 1..3, and a Docker image otherwise;
 //   - hugeTags tags, newest first, one every 2 s; tag j points at manifest
 //     4*(j/20), so every fourth manifest carries 20 consecutive tags, and
 //     the oldest lose them all to the plan.
@@ -51,7 +52,7 @@ func (h *heapSampler) sample() {
 
 type hugeSource struct {
 	heap   *heapSampler
-	bodies int
+	bodies atomic.Int64
 }
 
 func (s *hugeSource) Manifests(ctx context.Context, fn func([]acr.Manifest) error) error {
@@ -72,8 +73,12 @@ func (s *hugeSource) Manifests(ctx context.Context, fn func([]acr.Manifest) erro
 			switch i % 10 {
 			case 0:
 				m.MediaType = acr.MediaTypeOCIIndex
-			case 1, 2, 3, 5:
-				m.MediaType = acr.MediaTypeOCIManifest
+			case 1, 2, 3:
+				m.MediaType, m.ConfigMediaType = acr.MediaTypeOCIManifest, imageConfig
+			case 5:
+				m.MediaType, m.ConfigMediaType = acr.MediaTypeOCIManifest, emptyConfig
+			default:
+				m.ConfigMediaType = dockerConfig
 			}
 			if i%4 == 0 {
 				for k := range hugeTagsPerTarget {
@@ -91,6 +96,7 @@ func (s *hugeSource) Manifests(ctx context.Context, fn func([]acr.Manifest) erro
 }
 
 func (s *hugeSource) ManifestBody(ctx context.Context, digest string) (*acr.ManifestBody, error) {
+	s.bodies.Add(1)
 	i := hugeIndex(digest)
 	if i < 0 || i >= hugeManifests {
 		return nil, notFoundError{digest}
@@ -160,6 +166,7 @@ func BenchmarkPlanHugeRepository(b *testing.B) {
 		b.ReportMetric(total.Seconds(), "plan-s")
 		b.ReportMetric(float64(deletedTags), "deleted-tags")
 		b.ReportMetric(float64(deletedManifests), "deleted-manifests")
+		b.ReportMetric(float64(src.bodies.Load()), "bodies-fetched")
 		b.Logf("decisions by reason: %v", counts)
 	}
 }

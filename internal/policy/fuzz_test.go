@@ -14,6 +14,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"rules":[{"filters":["[:a:]:[^:b]"],"ago":"1d","untagged":true,"untaggedOnly":true}]}`))
 	f.Add([]byte(`{"rules":[null]}`))
 	f.Add([]byte(`{"rules":[{}],"filterTimeout":null}`))
+	f.Add([]byte(`{"rules":[{"filters":["team-a/app)|(.*:^ci-"],"ago":"30d"}]}`))
+	f.Add([]byte(`{"rules":[{"filters":["a(?#x:.*","(?x)a|b #:.*"],"untaggedOnly":true}],"protect":["^v)|("]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -35,6 +37,21 @@ func FuzzParse(f *testing.F) {
 		}
 		// Matching must not panic; short inputs keep hostile patterns cheap.
 		_, _ = p.Filter([]string{"a", "team-a/x"})
+		// Every accepted repository expression compiles on its own and in
+		// acr purge's anchored form (so it cannot escape the wrapper).
+		for _, r := range p.Rules {
+			for _, f := range r.Filters {
+				repo, _, err := SplitFilter(f)
+				if err != nil {
+					t.Fatalf("accepted filter %q: %v", f, err)
+				}
+				for _, form := range []string{repo, "^" + repo + "$"} {
+					if _, err := compileRegex(form, time.Second); err != nil {
+						t.Fatalf("accepted filter %q whose %q does not compile: %v", f, form, err)
+					}
+				}
+			}
+		}
 	})
 }
 

@@ -107,7 +107,15 @@ type man struct {
 	children  []string // names
 	subject   string   // name
 	size      int64
+	config    string // configMediaType in the listing
 }
+
+// Config media types as ACR lists them.
+const (
+	imageConfig  = "application/vnd.oci.image.config.v1+json"
+	dockerConfig = "application/vnd.docker.container.image.v1+json"
+	emptyConfig  = "application/vnd.oci.empty.v1+json"
+)
 
 func newSource(ms ...man) *fakeSource {
 	s := &fakeSource{pageSize: 2, bodies: map[string]*acr.ManifestBody{}, gone: map[string]bool{}, fail: map[string]error{}}
@@ -121,7 +129,7 @@ func newSource(ms ...man) *fakeSource {
 		}
 		s.manifests = append(s.manifests, acr.Manifest{
 			Digest: dg(m.name), ImageSize: m.size, CreatedTime: m.updated, LastUpdateTime: m.updated,
-			MediaType: mt, Tags: m.tags, Attributes: m.attrs,
+			MediaType: mt, ConfigMediaType: m.config, Tags: m.tags, Attributes: m.attrs,
 		})
 		body := &acr.ManifestBody{SchemaVersion: 2, MediaType: mt}
 		for _, c := range m.children {
@@ -180,9 +188,23 @@ func (s *fakeSource) fetchedDigest(digest string) bool {
 // every listed manifest got exactly one decision.
 func planManifests(t testing.TB, rp *RepoPlanner, src *fakeSource) []Decision {
 	t.Helper()
+	out, err := tryPlanManifests(t, rp, src)
+	if err != nil {
+		t.Fatalf("Manifests: %v", err)
+	}
+	return out
+}
+
+// tryPlanManifests is planManifests for plans that may fail: on an error it
+// checks that nothing was emitted.
+func tryPlanManifests(t testing.TB, rp *RepoPlanner, src *fakeSource) ([]Decision, error) {
+	t.Helper()
 	var out []Decision
 	if err := rp.Manifests(t.Context(), src, func(d Decision) error { out = append(out, d); return nil }); err != nil {
-		t.Fatalf("Manifests: %v", err)
+		if len(out) != 0 {
+			t.Fatalf("Manifests failed (%v) after emitting %d decisions", err, len(out))
+		}
+		return nil, err
 	}
 	seen := map[string]int{}
 	for _, d := range out {
@@ -201,7 +223,7 @@ func planManifests(t testing.TB, rp *RepoPlanner, src *fakeSource) []Decision {
 			t.Fatalf("digest %s got %d decisions", d, n)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // byName maps decisions to readable names: manifest name for manifests

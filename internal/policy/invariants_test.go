@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,7 +130,8 @@ func checkInvariants(t testing.TB, p *Policy, repo string, tags []acr.Tag, src *
 		}
 		allowed := false
 		for _, r := range rules {
-			if r.deletesManifests() && !m.LastUpdateTime.IsZero() && m.LastUpdateTime.Before(now.Add(-r.ago)) && (!m.Attributes.Locked() || r.IncludeLocked) {
+			cutoff := now.Add(-max(r.ago, MinUntaggedAge))
+			if r.deletesManifests() && !m.LastUpdateTime.IsZero() && m.LastUpdateTime.Before(cutoff) && (!m.Attributes.Locked() || r.IncludeLocked) {
 				allowed = true
 			}
 		}
@@ -141,17 +144,70 @@ func checkInvariants(t testing.TB, p *Policy, repo string, tags []acr.Tag, src *
 			}
 		}
 	}
-	// No surviving index may lose a child.
-	for digest := range listed {
+	// No surviving index may lose a child, and no surviving referrer its
+	// subject (the registry would delete the referrer with it). A surviving
+	// OCI image with a plain image config is not looked into (the documented
+	// cost trade-off), nor is a body that is gone.
+	for digest, m := range listed {
 		if !survives(digest) || src.gone[digest] {
 			continue
 		}
-		if b := src.bodies[digest]; b != nil {
+		b := src.bodies[digest]
+		if b == nil {
+			continue
+		}
+		for _, c := range b.Manifests {
+			if d, ok := manDec[c.Digest]; ok && d.Delete {
+				t.Errorf("child %s of surviving index %s deleted", c.Digest, digest)
+			}
+		}
+		plain := m.MediaType == acr.MediaTypeOCIManifest && (m.ConfigMediaType == imageConfig || m.ConfigMediaType == dockerConfig)
+		if b.Subject != nil && !plain {
+			if d, ok := manDec[b.Subject.Digest]; ok && d.Delete {
+				t.Errorf("subject %s of surviving referrer %s deleted", b.Subject.Digest, digest)
+			}
+		}
+	}
+	// A deletion waits for exactly the deletions it depends on: its deleted
+	// subject and every deleted index listing it.
+	for digest, d := range manDec {
+		if !d.Delete {
+			if len(d.After) > 0 || d.AfterReason != "" {
+				t.Errorf("kept manifest %s has After %v", digest, d.After)
+			}
+			continue
+		}
+		want := map[string]bool{}
+		if b := src.bodies[digest]; b != nil && b.Subject != nil && b.Subject.Digest != digest && manDec[b.Subject.Digest].Delete {
+			want[b.Subject.Digest] = true
+		}
+		for parent, b := range src.bodies {
+			if parent == digest || b == nil || !manDec[parent].Delete {
+				continue
+			}
 			for _, c := range b.Manifests {
-				if d, ok := manDec[c.Digest]; ok && d.Delete {
-					t.Errorf("child %s of surviving index %s deleted", c.Digest, digest)
+				if c.Digest == digest {
+					want[parent] = true
 				}
 			}
+		}
+		got := map[string]bool{}
+		for _, a := range d.After {
+			if got[a] {
+				t.Errorf("manifest %s: After names %s twice", digest, a)
+			}
+			got[a] = true
+		}
+		if len(got) != len(want) {
+			t.Errorf("manifest %s: After %v, want the digests %v", digest, d.After, want)
+		}
+		for a := range want {
+			if !got[a] {
+				t.Errorf("manifest %s: After %v lacks %s", digest, d.After, a)
+			}
+		}
+		if (len(d.After) > 0) != (d.AfterReason != "") {
+			t.Errorf("manifest %s: After %v with AfterReason %q", digest, d.After, d.AfterReason)
 		}
 	}
 }
@@ -169,14 +225,17 @@ func TestPlanRandomRepositories(t *testing.T) {
 		`{"rules":[{"untaggedOnly":true}]}`,
 	}
 	mediaTypes := []string{acr.MediaTypeDockerManifest, dockList, ociImage, ociIndex, artifact, "none"}
-	var deletedTotal, keptTotal int
-	for seed := range uint64(300) {
+	var deletedTotal, keptTotal, inconsistent int
+	for seed := range uint64(600) {
 		rng := rand.New(rand.NewPCG(seed, 42))
 		n := 1 + rng.IntN(25)
 		name := func(i int) string { return fmt.Sprintf("m%d", i) }
 		var ms []man
 		for i := range n {
 			m := man{name: name(i), mediaType: mediaTypes[rng.IntN(len(mediaTypes))], updated: daysAgo(float64(rng.IntN(8)) + rng.Float64())}
+			if m.mediaType == ociImage {
+				m.config = []string{"", imageConfig, dockerConfig, emptyConfig}[rng.IntN(4)]
+			}
 			if rng.IntN(5) == 0 {
 				m.attrs = lockedAttrs
 			}
@@ -207,7 +266,7 @@ func TestPlanRandomRepositories(t *testing.T) {
 		slices.SortFunc(tags, func(a, b acr.Tag) int { return b.LastUpdateTime.Compare(a.LastUpdateTime) })
 		src := newSource(ms...)
 		src.pageSize = 1 + rng.IntN(5)
-		for range rng.IntN(3) {
+		if rng.IntN(3) == 0 {
 			src.gone[dg(name(rng.IntN(n)))] = true
 		}
 		js := policies[rng.IntN(len(policies))]
@@ -221,7 +280,23 @@ func TestPlanRandomRepositories(t *testing.T) {
 			tags = nil
 		}
 		// A dry run: the listing still shows every tag.
-		all = append(all, planManifests(t, rp, src)...)
+		mds, err := tryPlanManifests(t, rp, src)
+		if err != nil {
+			// Only a survivor whose body is gone may fail the plan.
+			if !errors.Is(err, ErrListingInconsistent) {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			named := false
+			for d := range src.gone {
+				named = named || strings.Contains(err.Error(), d)
+			}
+			if !named {
+				t.Fatalf("seed %d: %v names no gone manifest", seed, err)
+			}
+			inconsistent++
+			continue
+		}
+		all = append(all, mds...)
 		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
 			checkInvariants(t, p, "r", tags, src, all)
 		})
@@ -234,7 +309,8 @@ func TestPlanRandomRepositories(t *testing.T) {
 		}
 	}
 	// The oracle is only meaningful if plans actually delete and keep.
-	if deletedTotal < 100 || keptTotal < 100 {
-		t.Fatalf("degenerate random plans: %d deleted, %d kept", deletedTotal, keptTotal)
+	if deletedTotal < 100 || keptTotal < 100 || inconsistent > 150 {
+		t.Fatalf("degenerate random plans: %d deleted, %d kept, %d failed as inconsistent", deletedTotal, keptTotal, inconsistent)
 	}
+	t.Logf("%d deleted, %d kept, %d plans failed as inconsistent", deletedTotal, keptTotal, inconsistent)
 }

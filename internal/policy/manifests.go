@@ -14,7 +14,8 @@ import (
 
 // ManifestSource is what Manifests needs from the registry.
 type ManifestSource interface {
-	// Manifests lists every manifest of the repository once, page by page.
+	// Manifests lists every manifest of the repository once, page by page,
+	// in any order (the planner sorts by itself).
 	Manifests(ctx context.Context, fn func(page []acr.Manifest) error) error
 	// ManifestBody fetches one manifest body; a 404 must be recognisable
 	// by the planner's not-found test (see WithNotFound).
@@ -53,31 +54,51 @@ func kindOf(mediaType string) mkind {
 	return kindUnknown
 }
 
-// mayHaveSubject: Docker manifests cannot be referrers; everything else,
-// including an unknown media type, is looked at.
-func (k mkind) mayHaveSubject() bool {
-	return k != kindDockerImage && k != kindDockerList && k != kindDockerOld
+// standardImageConfig reports whether a config media type is that of a
+// plain container image.
+func standardImageConfig(mediaType string) bool {
+	return mediaType == "application/vnd.oci.image.config.v1+json" ||
+		mediaType == "application/vnd.docker.container.image.v1+json"
 }
 
-// mayHaveChildren: indexes, and anything whose type is unknown.
-func (k mkind) mayHaveChildren() bool {
-	return k == kindDockerList || k == kindOCIIndex || k == kindUnknown
+// candidateNeedsBody: the body of a candidate still unprotected is fetched
+// unless it is a Docker image (no subject, no children). OCI images are
+// fetched whatever their config (a referrer of a kept manifest must not be
+// deleted), indexes and lists for their children (see Decision.After), and
+// unknown media types to find out.
+func (k mkind) candidateNeedsBody() bool {
+	return k != kindDockerImage && k != kindDockerOld
+}
+
+// survivorNeedsBody: the body of a survivor is fetched when it may have
+// children (indexes, lists, unknown) or a subject (OCI artifacts, indexes,
+// OCI images whose config is not a plain image config). A plain image
+// (Docker, or OCI with an image config) is taken to have neither.
+func (r *mrec) survivorNeedsBody() bool {
+	switch r.kind {
+	case kindDockerImage, kindDockerOld:
+		return false
+	case kindOCIImage:
+		return !r.has(fPlainImage)
+	}
+	return true
 }
 
 // Record flags.
 const (
 	fTagged uint16 = 1 << iota
 	fLocked
-	fCandidate // selected by at least one rule (untagged, old, deletable)
-	fFetched   // body fetched: children and subject known
-	fMissing   // body 404: gone
-	fSurvives  // not deleted, for whatever reason
-	fVisited   // closure expanded from here
-	fDeleted
+	fCandidate  // selected by at least one rule (untagged, old, deletable)
+	fFetched    // body fetched: children and subject known
+	fMissing    // body 404: gone
+	fSurvives   // not deleted, for whatever reason
+	fVisited    // closure expanded from here
+	fDeleted    // planned for deletion
+	fPlainImage // OCI image with a plain image config: no subject assumed
 )
 
 // Reason codes stored in a record (a byte instead of a string).
-var reasonCodes = []Reason{"", ReasonUntagged, ReasonTooNew, ReasonKeep, ReasonLocked, ReasonTagged, ReasonIndexChild, ReasonReferrer, ReasonMissing}
+var reasonCodes = []Reason{"", ReasonUntagged, ReasonTooNew, ReasonKeep, ReasonLocked, ReasonTagged, ReasonIndexChild, ReasonReferrer, ReasonSubject, ReasonMissing}
 
 func reasonCode(r Reason) uint8 { return uint8(slices.Index(reasonCodes, r)) }
 
@@ -114,6 +135,7 @@ type mstate struct {
 	children []int32 // record index, or <= -2 for a missing digest
 	missing  []missingRef
 	missIdx  map[dkey]int32
+	err      error // first inconsistency found by protect
 }
 
 // missingRef is a digest referenced by an index or a referrer but absent
@@ -126,30 +148,68 @@ type missingRef struct {
 func encodeMissing(i int32) int32 { return -i - 2 }
 func decodeMissing(v int32) int32 { return -v - 2 }
 
-// Manifests plans the deletion of untagged manifests. It lists all manifests once, decides which are untagged after the
-// tag phase, computes the protected closure (children, recursively, of every
-// surviving index; referrers, recursively, of every surviving manifest),
-// fetching bodies only where needed, applies each rule's ago and keep, and only
-// then emits one Decision per manifest, newest first, followed by one
-// ReasonMissing Decision per digest that a surviving index or referrer
-// references but that is not in the repository.
+// Manifests plans the deletion of untagged manifests. It lists all manifests
+// once (in any order), decides which are untagged after the tag phase,
+// computes what must survive, fetching bodies only where needed, applies each
+// rule's ago and keep, and only then emits one Decision per manifest, newest
+// first, followed by one ReasonMissing Decision per digest that a surviving
+// manifest references (as a child or a subject) but that is not in the
+// repository. Planning completes before the first Decision is emitted, so a
+// planning error (listing, bodies, inconsistency) emits nothing.
 //
 // A survivor is a manifest that is tagged, locked (without includeLocked),
-// too new, kept by keep-N, a child of a surviving index or a referrer of a
-// survivor. keep-N counts, newest first, the manifests that are candidates
-// (untagged, old, deletable) and not already protected when reached; a kept
-// manifest protects its own children and referrers in turn.
+// too new, or kept by keep-N, and, to a fixed point, everything a survivor
+// needs: the children (recursively) of a surviving index, the referrers of
+// a survivor, and the subject of a surviving referrer (ReasonSubject: the
+// registry deletes referrers together with their subject, so deleting the
+// subject would destroy the survivor). A surviving subject protects its own
+// children and other referrers in turn. keep-N counts, newest first, the
+// candidates (untagged, old, deletable) that are not already protected when
+// reached; a kept manifest protects what it needs at once, which may protect
+// older candidates before they are reached and undo the deletion of newer
+// ones.
+//
+// A deletion that depends on others names them in Decision.After: a referrer
+// its subject when the plan deletes that too, a child every parent index the
+// plan deletes. The executor deletes it only once they are gone.
+//
+// Cost: ManifestBody is called (up to the fetch concurrency, in sweeps) for
+//   - every survivor that may have children or a subject: indexes and
+//     Docker lists, OCI artifacts, OCI images whose configMediaType is not a
+//     plain image config (application/vnd.oci.image.config.v1+json or
+//     application/vnd.docker.container.image.v1+json) or is not given, and
+//     manifests of unknown media type;
+//   - every candidate not already protected after the survivors' closure,
+//     except Docker images: its subject decides whether it is a referrer of
+//     a survivor, and an index's children are needed for Decision.After.
+//
+// Docker images are never fetched, nor are surviving OCI images with a plain
+// image config: those are taken to carry no subject. That is the one
+// accepted gap (a surviving referrer with an image config could lose its
+// subject); closing it would mean fetching every kept image. In a typical
+// repository this fetches every index, artifact and old untagged manifest,
+// but not the tagged single-platform images nor the platform images of kept
+// multi-arch indexes.
+//
+// A body that answers 404 is fine for a candidate (it is gone:
+// ReasonMissing). For a manifest that must survive it is not: the listing
+// says it exists, and its children and subject cannot be known. Manifests
+// then fails with an error wrapping ErrListingInconsistent and plans nothing;
+// a later attempt is expected to see a consistent registry. A ManifestBody
+// that returns neither a body nor an error is an error too.
 //
 // Referrers: acr purge never deletes a manifest that has a subject and relies
 // on the registry deleting referrers together with their subject. Here a
 // referrer is kept while its subject survives or is not in the listing, and is
 // deleted only when the plan also deletes its subject (the registry would
-// remove it anyway).
+// remove it anyway), after the subject.
 //
 // Differences from acr purge, all in the direction of keeping more: children
 // of locked indexes and of indexes kept by keep-N are protected (acr purge
-// looks only at tagged and too-new indexes), and a manifest without a media
-// type is fetched and classified by its body instead of always being kept.
+// looks only at tagged and too-new indexes); the subject of a kept referrer
+// is kept (acr purge deletes it, and with it the referrer); a manifest
+// without a media type is fetched and classified by its body instead of
+// always being kept; and MinUntaggedAge is a floor under every rule's ago.
 // A manifest is old when its lastUpdateTime is strictly before the cut-off,
 // as for tags (acr purge deletes untagged manifests at exactly the cut-off).
 func (rp *RepoPlanner) Manifests(ctx context.Context, src ManifestSource, emit func(Decision) error) error {
@@ -173,18 +233,17 @@ func (rp *RepoPlanner) Manifests(ctx context.Context, src ManifestSource, emit f
 	if err := s.collect(ctx); err != nil {
 		return err
 	}
-	// 1. Survival spreads from the base survivors to the children of
-	// surviving indexes (their bodies are fetched on the way).
+	// 1. Survival spreads from the base survivors along children and
+	// subjects (their bodies are fetched on the way).
 	if err := s.closure(ctx, s.roots()); err != nil {
 		return err
 	}
-	// 2. Only the candidates still unprotected can be referrers that
-	// matter: fetch those that may carry a subject, link every referrer to
-	// its subject, and spread survival along the new edges.
+	// 2. Fetch the candidates still unprotected: their subjects link them
+	// to the manifests they refer to, and survival spreads along the new
+	// edges.
 	if err := s.fetchCandidates(ctx); err != nil {
 		return err
 	}
-	s.linkReferrers()
 	if err := s.closure(ctx, s.referrerRoots()); err != nil {
 		return err
 	}
@@ -235,6 +294,9 @@ func (s *mstate) collect(ctx context.Context) error {
 			if m.Attributes.Locked() {
 				r.flags |= fLocked
 			}
+			if r.kind == kindOCIImage && standardImageConfig(m.ConfigMediaType) {
+				r.flags |= fPlainImage
+			}
 			s.classify(&r, m)
 			s.index[k] = int32(len(s.recs))
 			s.recs = append(s.recs, r)
@@ -259,7 +321,7 @@ func (s *mstate) classify(r *mrec, m *acr.Manifest) {
 	for i, rule := range s.rp.manRules {
 		var st stage
 		switch {
-		case !rule.old(m.LastUpdateTime):
+		case !rule.oldManifest(m.LastUpdateTime):
 			st = stageTooNew
 		case r.has(fLocked) && !rule.IncludeLocked:
 			st = stageLocked
@@ -279,17 +341,16 @@ func (s *mstate) classify(r *mrec, m *acr.Manifest) {
 // selects reports whether rule i selects record r (a candidate).
 func (s *mstate) selects(i int, r *mrec) bool {
 	rule := s.rp.manRules[i]
-	return rule.old(r.updated) && (!r.has(fLocked) || rule.IncludeLocked)
+	return rule.oldManifest(r.updated) && (!r.has(fLocked) || rule.IncludeLocked)
 }
 
 // fetchCandidates fetches, in one concurrent sweep, the bodies of the
-// candidates not yet protected that may be referrers (OCI or unknown media
-// types; Docker manifests cannot carry a subject).
+// candidates not yet protected (see candidateNeedsBody).
 func (s *mstate) fetchCandidates(ctx context.Context) error {
 	var need []int32
 	for i := range s.recs {
 		r := &s.recs[i]
-		if r.has(fCandidate) && !r.has(fSurvives|fFetched) && r.kind.mayHaveSubject() {
+		if r.has(fCandidate) && !r.has(fSurvives|fFetched) && r.kind.candidateNeedsBody() {
 			need = append(need, int32(i))
 		}
 	}
@@ -327,7 +388,7 @@ func (s *mstate) fetch(ctx context.Context, idxs []int32) error {
 					return fmt.Errorf("plan %s: manifest %s: %w", rp.repo, digest, err)
 				}
 				if body == nil {
-					return nil
+					return fmt.Errorf("plan %s: manifest %s: the registry returned neither a body nor an error", rp.repo, digest)
 				}
 				f := fetched{mediaType: body.MediaType}
 				for _, c := range body.Manifests {
@@ -344,19 +405,30 @@ func (s *mstate) fetch(ctx context.Context, idxs []int32) error {
 			return err
 		}
 		for j, i := range part {
-			s.apply(i, &results[j])
+			if err := s.apply(i, &results[j]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func (s *mstate) apply(i int32, f *fetched) {
+// apply records a fetched body: children, and the subject, linking the
+// record onto its subject's referrer list. A 404 is an inconsistency for a
+// survivor and marks a candidate missing.
+func (s *mstate) apply(i int32, f *fetched) error {
 	r := &s.recs[i]
+	if r.has(fFetched) {
+		return nil
+	}
 	r.flags |= fFetched
 	if f.missing {
+		if r.has(fSurvives) {
+			return s.inconsistent(i, reasonCodes[r.reason])
+		}
 		r.flags |= fMissing
 		s.rp.opts.log.Info("manifest listed but gone (404): skipped", "digest", r.digest)
-		return
+		return nil
 	}
 	if r.kind == kindUnknown && f.mediaType != "" {
 		if k := kindOf(f.mediaType); k != kindUnknown {
@@ -372,7 +444,20 @@ func (s *mstate) apply(i int32, f *fetched) {
 	}
 	if f.subject != "" {
 		r.subject = s.ref(f.subject)
+		if r.subject >= 0 && r.subject != i {
+			subj := &s.recs[r.subject]
+			r.nextRef = subj.firstRef
+			subj.firstRef = i
+		}
 	}
+	return nil
+}
+
+// inconsistent is the error for a listed manifest that must survive (for
+// reason) but whose body answered 404.
+func (s *mstate) inconsistent(i int32, reason Reason) error {
+	return fmt.Errorf("plan %s: manifest %s is listed and must be kept (%s), but its body answers 404 not found, so what it needs is unknown; nothing planned, try again later: %w",
+		s.rp.repo, s.recs[i].digest, reason, ErrListingInconsistent)
 }
 
 // ref resolves a referenced digest to its record, or to a missing entry.
@@ -390,19 +475,6 @@ func (s *mstate) ref(digest string) int32 {
 	return encodeMissing(i)
 }
 
-// linkReferrers threads each record with a listed subject onto its
-// subject's referrer list.
-func (s *mstate) linkReferrers() {
-	for i := range s.recs {
-		r := &s.recs[i]
-		if r.subject >= 0 && r.subject != int32(i) {
-			subj := &s.recs[r.subject]
-			r.nextRef = subj.firstRef
-			subj.firstRef = int32(i)
-		}
-	}
-}
-
 // roots marks the base survivors (tagged, too new, locked: every listed
 // manifest no rule selects) as visited and returns them: the closure starts
 // there.
@@ -418,16 +490,16 @@ func (s *mstate) roots() []int32 {
 	return roots
 }
 
-// referrerRoots protects, once the referrer links are known, every referrer
-// of a survivor, and every candidate whose subject is not in the listing
-// (its subject may still exist or arrive, so it is not a proven orphan). It
-// returns them for expansion.
+// referrerRoots protects, once the candidates' subjects are known, every
+// referrer of a survivor, the subject of every surviving referrer, and every
+// candidate whose subject is not in the listing (its subject may still exist
+// or arrive, so it is not a proven orphan). It returns them for expansion.
 func (s *mstate) referrerRoots() []int32 {
 	var roots []int32
 	for i := range s.recs {
 		r := &s.recs[i]
 		switch {
-		case r.has(fMissing) || r.subject == noRef:
+		case r.has(fMissing) || r.subject == noRef || r.subject == int32(i):
 		case r.subject <= -2:
 			if r.has(fCandidate) && !r.has(fSurvives) {
 				s.note(r.subject)
@@ -435,9 +507,13 @@ func (s *mstate) referrerRoots() []int32 {
 			if s.protect(int32(i), ReasonReferrer) {
 				roots = append(roots, int32(i))
 			}
-		case s.recs[r.subject].has(fSurvives) && !s.recs[r.subject].has(fMissing):
-			if s.protect(int32(i), ReasonReferrer) {
+		default:
+			subj := &s.recs[r.subject]
+			if subj.has(fSurvives) && !subj.has(fMissing) && s.protect(int32(i), ReasonReferrer) {
 				roots = append(roots, int32(i))
+			}
+			if r.has(fSurvives) && s.protect(r.subject, ReasonSubject) {
+				roots = append(roots, r.subject)
 			}
 		}
 	}
@@ -452,18 +528,20 @@ func (s *mstate) note(ref int32) {
 	}
 }
 
-// closure expands survival from the queue breadth first: children of
-// surviving indexes and referrers of survivors survive too. Bodies of index
-// survivors not fetched yet are fetched a level at a time.
+// closure expands survival from the queue breadth first, to a fixed point:
+// children of surviving indexes, referrers of survivors and subjects of
+// surviving referrers survive too. Bodies of survivors that may have
+// children or a subject and are not fetched yet are fetched a level at a
+// time.
 func (s *mstate) closure(ctx context.Context, queue []int32) error {
-	for len(queue) > 0 {
+	for len(queue) > 0 && s.err == nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var need []int32
 		for _, i := range queue {
 			r := &s.recs[i]
-			if !r.has(fFetched) && r.kind.mayHaveChildren() {
+			if !r.has(fFetched) && r.survivorNeedsBody() {
 				need = append(need, i)
 			}
 		}
@@ -490,17 +568,30 @@ func (s *mstate) closure(ctx context.Context, queue []int32) error {
 					next = append(next, ref)
 				}
 			}
+			switch {
+			case r.subject <= -2:
+				s.note(r.subject)
+			case r.subject >= 0 && r.subject != i:
+				if s.protect(r.subject, ReasonSubject) {
+					next = append(next, r.subject)
+				}
+			}
 		}
 		queue = next
 	}
-	return nil
+	return s.err
 }
 
 // protect makes record i survive for reason (undoing a planned deletion if
-// need be) and reports whether it still has to be expanded.
+// need be) and reports whether it still has to be expanded. A record whose
+// body answered 404 cannot be protected: that records an inconsistency
+// (s.err) that fails the plan.
 func (s *mstate) protect(i int32, reason Reason) bool {
 	r := &s.recs[i]
 	if r.has(fMissing) {
+		if s.err == nil {
+			s.err = s.inconsistent(i, reason)
+		}
 		return false
 	}
 	if !r.has(fSurvives) {
@@ -516,7 +607,8 @@ func (s *mstate) protect(i int32, reason Reason) bool {
 }
 
 // order returns the record indexes newest first (digest breaks ties), the
-// order keep-N counts in and decisions are emitted in.
+// order keep-N counts in and decisions are emitted in. The listing's own
+// order is never relied on.
 func (s *mstate) order() []int32 {
 	order := make([]int32, len(s.recs))
 	for i := range order {
@@ -536,8 +628,9 @@ func (s *mstate) order() []int32 {
 // selects one keep it (within its keep) or delete it. A manifest is deleted
 // when any rule deletes it; one that every selecting rule keeps survives and
 // its closure is expanded at once, which may protect older candidates before
-// they are reached and undo the deletion of newer ones. Undoing never changes
-// a keep count: a deleted manifest was beyond every deleting rule's keep.
+// they are reached and undo the deletion of newer ones (children, referrers
+// and subjects alike). Undoing never changes a keep count: a deleted
+// manifest was beyond every deleting rule's keep.
 func (s *mstate) applyRules(ctx context.Context, order []int32) error {
 	kept := make([]int, len(s.rp.manRules))
 	for _, i := range order {
@@ -572,12 +665,37 @@ func (s *mstate) applyRules(ctx context.Context, order []int32) error {
 			return err
 		}
 	}
-	return nil
+	return s.err
+}
+
+// deletedParents maps every deleted manifest that a deleted index lists as a
+// child to those parents (each once, never itself).
+func (s *mstate) deletedParents() map[int32][]int32 {
+	var parents map[int32][]int32
+	for i := range s.recs {
+		r := &s.recs[i]
+		if !r.has(fDeleted) || r.childN == 0 {
+			continue
+		}
+		for _, c := range s.children[r.childOff : r.childOff+r.childN] {
+			if c < 0 || c == int32(i) || !s.recs[c].has(fDeleted) {
+				continue
+			}
+			if parents == nil {
+				parents = make(map[int32][]int32)
+			}
+			if !slices.Contains(parents[c], int32(i)) {
+				parents[c] = append(parents[c], int32(i))
+			}
+		}
+	}
+	return parents
 }
 
 // emit sends the decisions, newest first, then the missing notes.
 func (s *mstate) emit(order []int32, emit func(Decision) error) error {
 	rp := s.rp
+	parents := s.deletedParents()
 	for _, i := range order {
 		r := &s.recs[i]
 		d := Decision{Kind: KindManifest, Repo: rp.repo, Digest: r.digest, Size: r.size, Updated: r.updated}
@@ -588,8 +706,15 @@ func (s *mstate) emit(order []int32, emit func(Decision) error) error {
 			d.Delete = true
 			d.Reason = ReasonUntagged
 			d.Unlock = r.has(fLocked)
+			for _, p := range parents[i] {
+				d.After = append(d.After, s.recs[p].digest)
+				d.AfterReason = ReasonIndexChild
+			}
 			if r.subject >= 0 && r.subject != i && s.recs[r.subject].has(fDeleted) {
-				d.Subject = s.recs[r.subject].digest
+				if !slices.Contains(parents[i], r.subject) {
+					d.After = append(d.After, s.recs[r.subject].digest)
+				}
+				d.AfterReason = ReasonReferrer
 			}
 		default:
 			d.Reason = reasonCodes[r.reason]
@@ -598,7 +723,7 @@ func (s *mstate) emit(order []int32, emit func(Decision) error) error {
 			d.Rule = rp.manRules[r.rule].Name
 		}
 		if d.Reason == "" { // cannot happen; never delete on a bug
-			d.Delete, d.Reason = false, ReasonTagged
+			d.Delete, d.Reason, d.After, d.AfterReason = false, ReasonTagged, nil, ""
 		}
 		if err := emit(d); err != nil {
 			return err

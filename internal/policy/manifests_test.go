@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
@@ -73,14 +74,17 @@ func TestManifestScenarios(t *testing.T) {
 			rules: map[string]string{"a3": "u", "a8": "u"},
 		},
 		{
-			name:   "untaggedOnly without ago: everything older than now",
+			// Changed on purpose: MinUntaggedAge is a floor under ago.
+			name:   "untaggedOnly without ago: everything older than now minus MinUntaggedAge",
 			policy: `{"rules":[{"untaggedOnly":true}]}`,
 			manifests: []man{
 				{name: "past", updated: now.Add(-1)},
+				{name: "at-floor", updated: now.Add(-MinUntaggedAge)},
+				{name: "before-floor", updated: now.Add(-MinUntaggedAge - 1)},
 				{name: "now", updated: now},
 				{name: "notime"},
 			},
-			want: want{"past": "delete:untagged", "now": "keep:too-new", "notime": "keep:too-new"},
+			want: want{"past": "keep:too-new", "at-floor": "keep:too-new", "before-floor": "delete:untagged", "now": "keep:too-new", "notime": "keep:too-new"},
 		},
 		{
 			name:   "acr purge example: --include-locked",
@@ -99,7 +103,7 @@ func TestManifestScenarios(t *testing.T) {
 			policy: `{"rules":[{"untaggedOnly":true,"ago":"1d"}]}`,
 			manifests: []man{
 				{name: "I", mediaType: ociIndex, updated: daysAgo(10), tags: []string{"v1"}, children: []string{"i-amd64", "i-arm64"}},
-				{name: "i-amd64", mediaType: ociImage, updated: daysAgo(10)},
+				{name: "i-amd64", mediaType: ociImage, updated: daysAgo(10), config: imageConfig},
 				{name: "i-arm64", mediaType: ociImage, updated: daysAgo(10)},
 				{name: "L", mediaType: dockList, updated: daysAgo(10), tags: []string{"v0"}, children: []string{"l-amd64"}},
 				{name: "l-amd64", updated: daysAgo(10)},
@@ -112,8 +116,10 @@ func TestManifestScenarios(t *testing.T) {
 				"L": "keep:tagged", "l-amd64": "keep:child-of-kept-index",
 				"J": "delete:untagged", "j-amd64": "delete:untagged",
 				"N": "keep:too-new", "n-amd64": "keep:child-of-kept-index"},
-			// Children already protected are not fetched for a subject.
-			fetched: map[string]bool{"I": true, "L": true, "l-amd64": false, "i-amd64": false, "J": true, "j-amd64": true},
+			// Children already protected are not fetched for a subject when
+			// they are plain images (Docker, or an OCI image config); one
+			// whose config is not given might be a referrer, so it is.
+			fetched: map[string]bool{"I": true, "L": true, "l-amd64": false, "i-amd64": false, "i-arm64": true, "J": true, "j-amd64": true},
 		},
 		{
 			name:   "multi-arch: children of an index kept by keep-N survive and take no keep slot",
@@ -127,7 +133,9 @@ func TestManifestScenarios(t *testing.T) {
 			want: want{"K": "keep:keep", "k1": "keep:child-of-kept-index", "k2": "keep:child-of-kept-index", "z": "delete:untagged"},
 		},
 		{
-			name:   "multi-arch: a Docker list kept by keep-N is fetched then and protects its children",
+			// Changed on purpose: candidate indexes are fetched for
+			// Decision.After (E's child waits for E).
+			name:   "multi-arch: a Docker list kept by keep-N protects its children; candidate lists are fetched",
 			policy: `{"rules":[{"untaggedOnly":true,"ago":"1d","keep":1}]}`,
 			manifests: []man{
 				{name: "D", mediaType: dockList, updated: daysAgo(5), children: []string{"d1"}},
@@ -136,7 +144,7 @@ func TestManifestScenarios(t *testing.T) {
 				{name: "e1", updated: daysAgo(8)},
 			},
 			want:    want{"D": "keep:keep", "d1": "keep:child-of-kept-index", "E": "delete:untagged", "e1": "delete:untagged"},
-			fetched: map[string]bool{"D": true, "E": false},
+			fetched: map[string]bool{"D": true, "E": true, "d1": false, "e1": false},
 		},
 		{
 			name: "multi-arch: keeping an older index undoes the deletion of its newer child",
@@ -191,7 +199,7 @@ func TestManifestScenarios(t *testing.T) {
 			name:   "referrers: signatures and SBOMs of a kept image survive, and referrers of referrers",
 			policy: `{"rules":[{"untaggedOnly":true,"ago":"1d"}]}`,
 			manifests: []man{
-				{name: "img", mediaType: ociImage, updated: daysAgo(5), tags: []string{"v1"}},
+				{name: "img", mediaType: ociImage, updated: daysAgo(5), tags: []string{"v1"}, config: imageConfig},
 				{name: "sig", mediaType: ociImage, updated: daysAgo(5), subject: "img"},
 				{name: "sbom", mediaType: artifact, updated: daysAgo(5), subject: "img"},
 				{name: "sbom-sig", mediaType: ociImage, updated: daysAgo(5), subject: "sbom"},
@@ -227,23 +235,22 @@ func TestManifestScenarios(t *testing.T) {
 			want: want{"sig": "keep:referrer-of-kept", "img": "keep:keep"},
 		},
 		{
-			name:   "missing: a child not in the repository and bodies that 404 are noted, not fatal",
+			// Changed on purpose: a survivor whose body 404s now fails the
+			// plan (TestSurvivorBody404FailsThePlan); candidates may 404.
+			name:   "missing: a child not in the repository and candidate bodies that 404 are noted, not fatal",
 			policy: `{"rules":[{"untaggedOnly":true,"ago":"1d"}]}`,
 			manifests: []man{
 				{name: "I", mediaType: ociIndex, updated: daysAgo(5), tags: []string{"v1"}, children: []string{"c1", "c-gone"}},
 				{name: "c1", mediaType: ociImage, updated: daysAgo(5)},
-				{name: "G", mediaType: ociIndex, updated: daysAgo(5), tags: []string{"v2"}, children: []string{"g1"}},
+				{name: "G", mediaType: ociIndex, updated: daysAgo(5), children: []string{"g1"}},
 				{name: "g1", mediaType: ociImage, updated: daysAgo(5)},
-				{name: "H", mediaType: ociIndex, updated: daysAgo(5), tags: []string{"v3"}, children: []string{"N"}},
-				{name: "N", mediaType: ociIndex, updated: daysAgo(5), children: []string{"n1"}},
-				{name: "n1", updated: daysAgo(5)},
 				{name: "vanished", mediaType: ociImage, updated: daysAgo(5)},
+				{name: "sig-vanished", mediaType: artifact, updated: daysAgo(5), subject: "vanished"},
 			},
-			gone: []string{"G", "N", "vanished"},
+			gone: []string{"G", "vanished"},
 			want: want{"I": "keep:tagged", "c1": "keep:child-of-kept-index", dg("c-gone"): "keep:missing",
 				"G": "keep:missing", "g1": "delete:untagged",
-				"H": "keep:tagged", "N": "keep:missing", "n1": "delete:untagged",
-				"vanished": "keep:missing"},
+				"vanished": "keep:missing", "sig-vanished": "delete:untagged"},
 		},
 		{
 			name:   "no media type: the body decides (an index without one keeps its children)",
@@ -255,6 +262,76 @@ func TestManifestScenarios(t *testing.T) {
 			},
 			want:    want{"U": "keep:tagged", "u1": "keep:child-of-kept-index", "w": "keep:referrer-of-kept"},
 			fetched: map[string]bool{"U": true, "u1": true},
+		},
+		{
+			name:   "subject-of-kept: a referrer kept by a protected tag keeps its old untagged subject",
+			policy: `{"rules":[{"filters":["r:.*"],"ago":"30d","untagged":true}],"protect":["^sbom$"]}`,
+			tags:   []acr.Tag{tg("sbom", "sbom-m", daysAgo(60))},
+			manifests: []man{
+				{name: "subj", mediaType: ociImage, updated: daysAgo(60), config: imageConfig},
+				{name: "sbom-m", mediaType: ociImage, updated: daysAgo(60), tags: []string{"sbom"}, config: emptyConfig, subject: "subj"},
+				{name: "other", mediaType: ociImage, updated: daysAgo(60), config: imageConfig},
+			},
+			want:    want{"sbom": "keep:protected", "sbom-m": "keep:tagged", "subj": "keep:subject-of-kept", "other": "delete:untagged"},
+			fetched: map[string]bool{"sbom-m": true},
+		},
+		{
+			name:   "subject-of-kept: too-new, locked and tagged referrers keep their subjects, and the subjects what they need",
+			policy: `{"rules":[{"untaggedOnly":true,"ago":"1d"}]}`,
+			manifests: []man{
+				// A fresh signature keeps an old untagged index, which keeps
+				// its children and its other (old) referrer.
+				{name: "idx", mediaType: ociIndex, updated: daysAgo(40), children: []string{"c1", "c2"}},
+				{name: "c1", mediaType: ociImage, updated: daysAgo(40), config: imageConfig},
+				{name: "c2", updated: daysAgo(40)},
+				{name: "sig-new", mediaType: ociImage, updated: daysAgo(0.5), config: "application/vnd.cncf.notary.signature", subject: "idx"},
+				{name: "sbom-old", mediaType: artifact, updated: daysAgo(40), subject: "idx"},
+				// A locked referrer keeps a Docker image.
+				{name: "dimg", updated: daysAgo(40)},
+				{name: "locked-sig", mediaType: artifact, updated: daysAgo(40), attrs: lockedAttrs, subject: "dimg"},
+				// A tagged attestation of a signature keeps the signature and its image.
+				{name: "img3", mediaType: ociImage, updated: daysAgo(40), config: imageConfig},
+				{name: "sig3", mediaType: ociImage, updated: daysAgo(40), config: emptyConfig, subject: "img3"},
+				{name: "att3", mediaType: ociImage, updated: daysAgo(40), tags: []string{"att"}, subject: "sig3"},
+				{name: "loose", mediaType: ociImage, updated: daysAgo(40), config: imageConfig},
+			},
+			want: want{"sig-new": "keep:too-new", "idx": "keep:subject-of-kept", "c1": "keep:child-of-kept-index", "c2": "keep:child-of-kept-index",
+				"sbom-old": "keep:referrer-of-kept", "locked-sig": "keep:locked", "dimg": "keep:subject-of-kept",
+				"att3": "keep:tagged", "sig3": "keep:subject-of-kept", "img3": "keep:subject-of-kept", "loose": "delete:untagged"},
+		},
+		{
+			name:   "subject-of-kept: keep-N keeps a referrer, and its older subject survives with it",
+			policy: `{"rules":[{"untaggedOnly":true,"ago":"30d","keep":1}]}`,
+			manifests: []man{
+				{name: "sig", mediaType: artifact, updated: daysAgo(40), subject: "subj"},
+				{name: "subj", mediaType: ociImage, updated: daysAgo(60), config: imageConfig},
+				{name: "z", mediaType: ociImage, updated: daysAgo(70), config: imageConfig},
+			},
+			want: want{"sig": "keep:keep", "subj": "keep:subject-of-kept", "z": "delete:untagged"},
+		},
+		{
+			name: "subject-of-kept: keeping an older referrer undoes the deletion of its newer subject and its children",
+			policy: `{"rules":[
+				{"name":"short","untaggedOnly":true,"ago":"1d"},
+				{"name":"locked-too","untaggedOnly":true,"ago":"10d","keep":1,"includeLocked":true}]}`,
+			manifests: []man{
+				{name: "S", mediaType: ociIndex, updated: daysAgo(5), children: []string{"s1"}},
+				{name: "s1", mediaType: ociImage, updated: daysAgo(5), config: imageConfig},
+				{name: "R", mediaType: artifact, updated: daysAgo(20), attrs: lockedAttrs, subject: "S"},
+				{name: "y", updated: daysAgo(30)},
+			},
+			want:  want{"S": "keep:subject-of-kept", "s1": "keep:child-of-kept-index", "R": "keep:keep", "y": "delete:untagged"},
+			rules: map[string]string{"R": "locked-too", "S": "", "y": "short"},
+		},
+		{
+			name:   "subject-of-kept: a child of a kept index that is a referrer keeps its subject",
+			policy: `{"rules":[{"untaggedOnly":true,"ago":"1d"}]}`,
+			manifests: []man{
+				{name: "I", mediaType: ociIndex, updated: daysAgo(5), tags: []string{"v1"}, children: []string{"ch"}},
+				{name: "ch", mediaType: artifact, updated: daysAgo(5), subject: "s"},
+				{name: "s", mediaType: ociImage, updated: daysAgo(5), config: imageConfig},
+			},
+			want: want{"I": "keep:tagged", "ch": "keep:child-of-kept-index", "s": "keep:subject-of-kept"},
 		},
 		{
 			name:   "hostile: index cycles and self-references terminate",
@@ -396,6 +473,10 @@ func TestManifestsErrors(t *testing.T) {
 		{name: "I", mediaType: ociIndex, updated: daysAgo(5), tags: []string{"v1"}, children: []string{"c"}},
 		{name: "c", mediaType: ociImage, updated: daysAgo(5)},
 	}
+	candidates := []man{
+		{name: "J", mediaType: ociIndex, updated: daysAgo(5), children: []string{"c"}},
+		{name: "c", mediaType: ociImage, updated: daysAgo(5)},
+	}
 	t.Run("body error other than 404 fails the repository before any decision", func(t *testing.T) {
 		src := newSource(ms...)
 		src.fail[dg("I")] = errBoom
@@ -406,10 +487,23 @@ func TestManifestsErrors(t *testing.T) {
 		}
 	})
 	t.Run("custom not-found test", func(t *testing.T) {
-		src := newSource(ms...)
-		src.fail[dg("I")] = errBoom
+		src := newSource(candidates...)
+		src.fail[dg("J")] = errBoom
 		rp := mustPlanner(t, p, "r", WithNotFound(func(err error) bool { return errors.Is(err, errBoom) }))
-		check(t, byName(planManifests(t, rp, src), "I", "c"), want{"I": "keep:missing", "c": "delete:untagged"})
+		check(t, byName(planManifests(t, rp, src), "J", "c"), want{"J": "keep:missing", "c": "delete:untagged"})
+	})
+	t.Run("no body and no error", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			ms   []man
+		}{{"survivor", ms}, {"candidate", candidates}} {
+			src := newSource(tc.ms...)
+			src.bodies[src.manifests[0].Digest] = nil
+			_, err := tryPlanManifests(t, mustPlanner(t, p, "r"), src)
+			if err == nil || !strings.Contains(err.Error(), "neither a body nor an error") {
+				t.Errorf("%s: err = %v", tc.name, err)
+			}
+		}
 	})
 	t.Run("emit error stops", func(t *testing.T) {
 		err := mustPlanner(t, p, "r").Manifests(t.Context(), newSource(ms...), func(Decision) error { return errBoom })
@@ -456,36 +550,10 @@ func TestIsNotFound(t *testing.T) {
 			t.Errorf("IsNotFound(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
-	// The default is wired into Manifests: an acr 404 marks the body missing.
+	// The default is wired into Manifests: an acr 404 marks a candidate's
+	// body missing.
 	p := mustParse(t, `{"rules":[{"untaggedOnly":true,"ago":"1d"}]}`)
-	src := newSource(man{name: "I", mediaType: ociIndex, updated: daysAgo(5), tags: []string{"v1"}, children: []string{"c"}}, man{name: "c", mediaType: ociImage, updated: daysAgo(5)})
-	src.fail[dg("I")] = &acr.Error{Op: "get manifest", StatusCode: 404}
-	check(t, byName(planManifests(t, mustPlanner(t, p, "r"), src), "I", "c"), want{"I": "keep:missing", "c": "delete:untagged"})
-}
-
-// A referrer deleted together with its subject names that subject, so the
-// executor can hold it back until the subject is gone; one whose subject
-// survives is not deleted at all, and an unrelated deletion names nothing.
-func TestDeletionNamesDeletedSubject(t *testing.T) {
-	p := mustParse(t, `{"rules":[{"filters":["app:.*"],"untaggedOnly":true,"ago":"1d"}]}`)
-	src := newSource(
-		man{name: "old", mediaType: acr.MediaTypeOCIManifest, updated: daysAgo(30)},
-		man{name: "sig-old", mediaType: acr.MediaTypeOCIManifest, updated: daysAgo(29), subject: "old"},
-		man{name: "sig-sig-old", mediaType: acr.MediaTypeOCIManifest, updated: daysAgo(28), subject: "sig-old"},
-		man{name: "kept", mediaType: acr.MediaTypeOCIManifest, updated: daysAgo(30), tags: []string{"v1"}},
-		man{name: "sig-kept", mediaType: acr.MediaTypeOCIManifest, updated: daysAgo(29), subject: "kept"},
-	)
-	got := byName(planManifests(t, mustPlanner(t, p, "app"), src), "old", "sig-old", "sig-sig-old", "kept", "sig-kept")
-	if d := got["old"]; !d.Delete || d.Subject != "" {
-		t.Errorf("old: %+v, want a deletion naming no subject", d)
-	}
-	if d := got["sig-old"]; !d.Delete || d.Subject != dg("old") {
-		t.Errorf("sig-old: %+v, want a deletion naming subject old", d)
-	}
-	if d := got["sig-sig-old"]; !d.Delete || d.Subject != dg("sig-old") {
-		t.Errorf("sig-sig-old: %+v, want a deletion naming subject sig-old", d)
-	}
-	if d := got["sig-kept"]; d.Delete || d.Subject != "" {
-		t.Errorf("sig-kept: %+v, want kept with no subject named", d)
-	}
+	src := newSource(man{name: "J", mediaType: ociIndex, updated: daysAgo(5), children: []string{"c"}}, man{name: "c", mediaType: ociImage, updated: daysAgo(5)})
+	src.fail[dg("J")] = &acr.Error{Op: "get manifest", StatusCode: 404}
+	check(t, byName(planManifests(t, mustPlanner(t, p, "r"), src), "J", "c"), want{"J": "keep:missing", "c": "delete:untagged"})
 }

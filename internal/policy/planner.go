@@ -35,6 +35,7 @@ const (
 	ReasonTagged      Reason = "tagged"              // manifest still has a surviving tag
 	ReasonIndexChild  Reason = "child-of-kept-index" // (recursively) child of a surviving index
 	ReasonReferrer    Reason = "referrer-of-kept"    // subject is a surviving (or unknown) manifest
+	ReasonSubject     Reason = "subject-of-kept"     // a surviving manifest refers to it (its subject)
 	ReasonMissing     Reason = "missing"             // referenced/listed but gone (404): noted, skipped
 	ReasonNotInPolicy Reason = "not-in-policy"       // no rule deletes this kind of item here
 )
@@ -58,12 +59,44 @@ type Decision struct {
 	// Size is a manifest's imageSize: the bytes freed when it is deleted.
 	Size    int64
 	Updated time.Time
-	// Subject is set on a manifest deletion whose subject the plan deletes
-	// too. The registry removes referrers together with their subject, so
-	// such a referrer must go only after its subject has gone: if deleting
-	// the subject fails, the referrer has to stay with it.
-	Subject string
+	// After is set on a manifest deletion that depends on other deletions
+	// of the same plan: the digests that must be gone before this deletion
+	// may start. It names the subject of a referrer when the plan deletes
+	// the subject too (the registry removes referrers together with their
+	// subject, so if deleting the subject fails, the referrer has to stay
+	// with it), and every parent index the plan deletes of a child (if an
+	// index delete fails, the index still needs its children). If any of
+	// them ends up not deleted, keep this one, with AfterReason.
+	After []string
+	// AfterReason is the reason to keep this manifest with when some digest
+	// in After survives: ReasonReferrer when After names its subject,
+	// otherwise (only parent indexes) ReasonIndexChild. Empty when After is.
+	AfterReason Reason
 }
+
+// MinUntaggedAge is a safety floor: an untagged manifest whose
+// lastUpdateTime is not at least this far before the plan time is never
+// deleted (ReasonTooNew), whatever the rule's ago says.
+//
+// acr purge: --untagged-only without --ago (or with a tiny one) deletes
+// every untagged manifest older than now. The per-platform manifests of a
+// multi-arch image are pushed before their index, untagged, and a push
+// event triggers a purge of the repository: without the floor, a purge
+// could delete the children of an image that is being pushed right now.
+const MinUntaggedAge = time.Hour
+
+// ErrOrder is wrapped by the error TagPage returns when the tags are not in
+// timedesc order (a tag's lastUpdateTime is later than the previous tag's,
+// across pages). keep-N depends on that order, so a server that ignored
+// orderby fails the repository instead of keeping the wrong tags.
+var ErrOrder = errors.New("tags not in timedesc order")
+
+// ErrListingInconsistent is wrapped by the error Manifests returns when a
+// manifest the plan must keep (a survivor, or a subject or child a survivor
+// needs) is in the listing but its body answers 404 (replica lag, a delete
+// racing the plan). Its children and subject cannot be known, so nothing is
+// deleted; trying again later is expected to succeed.
+var ErrListingInconsistent = errors.New("manifest listing inconsistent with manifest bodies")
 
 // Cursor phases.
 const (
@@ -138,14 +171,18 @@ type RepoPlanner struct {
 	tagPhase bool // TagPage was called
 	tags     map[dkey]tagState
 	seed     maphash.Seed
+
+	lastTag    time.Time // lastUpdateTime of the previous tag (order check)
+	lastTagSet bool
 }
 
 // repoRule is a rule as it applies to one repository.
 type repoRule struct {
 	*compiledRule
-	cutoff  time.Time
-	tagRes  []*matcher // tag expressions of the filters covering the repo
-	tagKept int        // tag candidates kept so far (keep-N)
+	cutoff    time.Time  // tags: old when strictly before
+	manCutoff time.Time  // untagged manifests: the earlier of cutoff and now-MinUntaggedAge
+	tagRes    []*matcher // tag expressions of the filters covering the repo
+	tagKept   int        // tag candidates kept so far (keep-N)
 }
 
 type protectPattern struct {
@@ -164,10 +201,16 @@ type tagState struct {
 	sum       uint64
 }
 
-// old reports whether t lies strictly before the rule's cut-off. An unknown
-// (zero) time is never old.
+// old reports whether a tag updated at t lies strictly before the rule's
+// cut-off. An unknown (zero) time is never old.
 func (r *repoRule) old(t time.Time) bool {
 	return !t.IsZero() && t.Before(r.cutoff)
+}
+
+// oldManifest is old for untagged manifests: also at least MinUntaggedAge
+// before the plan time.
+func (r *repoRule) oldManifest(t time.Time) bool {
+	return !t.IsZero() && t.Before(r.manCutoff)
 }
 
 // Planner returns a planner for one repository, planning against now (use
@@ -191,7 +234,11 @@ func (p *Policy) Planner(repo string, now time.Time, opts ...PlannerOption) (*Re
 		rp.protect = append(rp.protect, protectPattern{m: m})
 	}
 	for _, r := range p.rules {
-		rr := &repoRule{compiledRule: r, cutoff: now.Add(-r.ago)}
+		cutoff := now.Add(-r.ago)
+		rr := &repoRule{compiledRule: r, cutoff: cutoff, manCutoff: cutoff}
+		if floor := now.Add(-MinUntaggedAge); floor.Before(cutoff) {
+			rr.manCutoff = floor
+		}
 		covered := r.allRepos
 		for _, f := range r.filters {
 			ok, err := f.repo.match(repo)
@@ -265,6 +312,11 @@ func (s stage) reason() Reason {
 // keep-N counts across pages. Memory grows only with the number of distinct
 // digests seen (one small entry each), never with the number of tags.
 //
+// The order is checked, not assumed: a tag whose lastUpdateTime is later
+// than the previous tag's (in this page or the one before) ends the page
+// with an error wrapping ErrOrder; it and the rest of the page get no
+// decision. Equal times are fine; a tag without a time counts as the oldest.
+//
 // A tag is deleted when some rule deletes it: the rule's tag expression
 // matches, the tag is older than the rule's ago, it is unlocked (or the rule
 // has includeLocked; then Unlock is set), no protect pattern matches, and the
@@ -284,6 +336,9 @@ func (rp *RepoPlanner) TagPage(tags []acr.Tag, emit func(Decision) error) error 
 	rp.mu.Unlock()
 	for i := range tags {
 		t := &tags[i]
+		if err := rp.checkOrder(t); err != nil {
+			return err
+		}
 		d, err := rp.decideTag(t)
 		if err != nil {
 			return err
@@ -293,6 +348,16 @@ func (rp *RepoPlanner) TagPage(tags []acr.Tag, emit func(Decision) error) error 
 			return err
 		}
 	}
+	return nil
+}
+
+// checkOrder enforces timedesc order across calls of TagPage.
+func (rp *RepoPlanner) checkOrder(t *acr.Tag) error {
+	if rp.lastTagSet && t.LastUpdateTime.After(rp.lastTag) {
+		return fmt.Errorf("plan %s: tag %q (lastUpdateTime %s) listed after a tag updated at %s: %w",
+			rp.repo, t.Name, t.LastUpdateTime.Format(time.RFC3339Nano), rp.lastTag.Format(time.RFC3339Nano), ErrOrder)
+	}
+	rp.lastTag, rp.lastTagSet = t.LastUpdateTime, true
 	return nil
 }
 

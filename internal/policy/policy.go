@@ -306,6 +306,14 @@ func compileRule(i int, r Rule, timeout time.Duration) (*compiledRule, error) {
 // "^(?:" + expr + ")$" so the whole name must match, as documented; for
 // filters without a top-level "|" the two are identical, otherwise this is
 // narrower (never deletes more).
+//
+// Wrapping alone is not enough: an expression with unbalanced groups, such
+// as "team-a/app)|(.*", closes the wrapper's group early and turns
+// "^(?:team-a/app)|(.*)$" into something that matches every name. So the
+// expression is first compiled on its own and in acr purge's "^expr$" form
+// (where that example does not compile either), and the filter is rejected
+// unless all three forms compile. Balanced expressions cannot escape the
+// wrapper.
 func compileFilter(f string, timeout time.Duration) (compiledFilter, error) {
 	if len(f) > MaxPatternLength {
 		return compiledFilter{}, fmt.Errorf("longer than %d characters", MaxPatternLength)
@@ -314,13 +322,20 @@ func compileFilter(f string, timeout time.Duration) (compiledFilter, error) {
 	if err != nil {
 		return compiledFilter{}, err
 	}
+	for _, form := range []string{repo, "^" + repo + "$"} {
+		if _, err := compileRegex(form, timeout); err != nil {
+			return compiledFilter{}, fmt.Errorf("repository expression %q: %w", repo, err)
+		}
+	}
 	rm, err := compileRegex("^(?:"+repo+")$", timeout)
 	if err != nil {
-		return compiledFilter{}, fmt.Errorf("repository expression %q: %w", repo, err)
+		return compiledFilter{}, fmt.Errorf("repository expression %q: does not compile when anchored as ^(?:%s)$: %w", repo, repo, err)
 	}
 	rm.src = repo
 	// The tag expression is compiled (and so validated) even for
 	// untaggedOnly rules, which ignore it: a typo should not pass silently.
+	// It is compiled and evaluated on its own, never combined with other
+	// expressions, so it cannot leak into anything else.
 	tm, err := compileRegex(tag, timeout)
 	if err != nil {
 		return compiledFilter{}, fmt.Errorf("tag expression %q: %w", tag, err)
@@ -342,6 +357,7 @@ func compileList(list []string, timeout time.Duration) ([]string, []*matcher, er
 		if len(s) > MaxPatternLength {
 			return nil, nil, fmt.Errorf("[%d]: longer than %d characters", j, MaxPatternLength)
 		}
+		// Compiled and evaluated on its own, never wrapped or combined.
 		m, err := compileRegex(s, timeout)
 		if err != nil {
 			return nil, nil, fmt.Errorf("[%d]: %w", j, err)

@@ -61,9 +61,9 @@ func TestTagReasons(t *testing.T) {
 			policy: `{"rules":[{"name":"plain","filters":["r:^a-"],"ago":"1d"},{"name":"forceful","filters":["r:^b-"],"ago":"1d","includeLocked":true}]}`,
 			repo:   "r",
 			tags: []acr.Tag{
+				tg("a-new-locked", "m3", daysAgo(0), lockedAttrs),
 				tg("a-locked", "m1", daysAgo(5), lockedAttrs),
 				tg("a-wlocked", "m2", daysAgo(5), writeLockedAttrs),
-				tg("a-new-locked", "m3", daysAgo(0), lockedAttrs),
 				tg("a-open", "m4", daysAgo(5)),
 				tg("b-locked", "m5", daysAgo(5), lockedAttrs),
 				tg("b-open", "m6", daysAgo(5)),
@@ -100,9 +100,9 @@ func TestTagReasons(t *testing.T) {
 			policy: `{"rules":[{"name":"ci","filters":["r:.*"],"ago":"1d","keep":1,"protect":["^stable$"]}],"protect":["^latest$","^v?\\d+\\.\\d+\\.\\d+$"]}`,
 			repo:   "r",
 			tags: []acr.Tag{
+				tg("v1.2.3", "m3", daysAgo(0)),
 				tg("latest", "m1", daysAgo(10)),
 				tg("stable", "m2", daysAgo(10)),
-				tg("v1.2.3", "m3", daysAgo(0)),
 				tg("1.0.0", "m4", daysAgo(10), lockedAttrs),
 				tg("build-1", "m5", daysAgo(10)),
 				tg("build-2", "m6", daysAgo(11)),
@@ -143,16 +143,16 @@ func TestTagReasons(t *testing.T) {
 				{"name":"c","filters":["r:^y-"],"ago":"1d","keep":1}]}`,
 			repo: "r",
 			tags: []acr.Tag{
-				tg("x-10", "m1", daysAgo(40)), // a keeps (slot 1), b deletes -> deleted
-				tg("x-2", "m2", daysAgo(40)),  // a keeps (slot 2), b no match -> keep
-				tg("x-3", "m3", daysAgo(40)),  // a deletes
-				tg("x-11", "m4", daysAgo(5)),  // a deletes (beyond keep), b too new -> deleted by a
+				tg("x-12", "m7", daysAgo(0)),  // too new for both
+				tg("x-13", "m8", daysAgo(5)),  // a keeps (slot 1), b too new -> keep by a
 				tg("y-1", "m5", daysAgo(5)),   // c keeps
 				tg("y-2", "m6", daysAgo(5)),   // c deletes
-				tg("x-12", "m7", daysAgo(0)),  // too new for both
+				tg("x-10", "m1", daysAgo(40)), // a keeps (slot 2), b deletes -> deleted
+				tg("x-2", "m2", daysAgo(40)),  // a deletes (beyond keep), b no match
+				tg("x-11", "m4", daysAgo(45)), // a deletes (beyond keep), b deletes too -> deleted by a, the first
 			},
-			want:  want{"x-10": "delete:old", "x-2": "keep:keep", "x-3": "delete:old", "x-11": "delete:old", "y-1": "keep:keep", "y-2": "delete:old", "x-12": "keep:too-new"},
-			rules: map[string]string{"x-10": "b", "x-2": "a", "x-3": "a", "x-11": "a", "y-1": "c", "y-2": "c"},
+			want:  want{"x-12": "keep:too-new", "x-13": "keep:keep", "y-1": "keep:keep", "y-2": "delete:old", "x-10": "delete:old", "x-2": "delete:old", "x-11": "delete:old"},
+			rules: map[string]string{"x-12": "a", "x-13": "a", "x-10": "b", "x-2": "a", "x-11": "a", "y-1": "c", "y-2": "c"},
 		},
 		{
 			name:   "several filters of one rule for one repository share the keep",
@@ -190,8 +190,8 @@ func TestTagReasons(t *testing.T) {
 			tags: []acr.Tag{
 				{Name: "future", Digest: "sha256:XYZ", LastUpdateTime: now.AddDate(100, 0, 0)},
 				{Name: "", Digest: "", LastUpdateTime: daysAgo(5)},
-				{Name: "ancient", Digest: "md5:" + strings.Repeat("z", 1000), LastUpdateTime: daysAgo(365 * 1000)},
 				{Name: strings.Repeat("ü", 300), Digest: dg("m"), LastUpdateTime: daysAgo(5)},
+				{Name: "ancient", Digest: "md5:" + strings.Repeat("z", 1000), LastUpdateTime: daysAgo(365 * 1000)},
 			},
 			want: want{"future": "keep:too-new", "": "delete:old", "ancient": "delete:old", strings.Repeat("ü", 300): "delete:old"},
 		},
