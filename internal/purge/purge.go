@@ -228,7 +228,8 @@ func classify(res *Result, err error) {
 func transient(err error) bool {
 	var ne net.Error
 	var ue *url.Error
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+	return errors.Is(err, policy.ErrListingInconsistent) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &ne) || errors.As(err, &ue)
 }
@@ -303,9 +304,10 @@ func (r *repoRun) tags(ctx context.Context) error {
 
 // manifests lets the planner list manifests and compute what must survive,
 // then deletes what it chose. Deletion decisions arrive only after the
-// listing is complete, so deleting cannot disturb the listing. Referrers
-// whose subject is being deleted too are held back and deleted only once
-// their subject is gone (see referrers).
+// listing is complete, so deleting cannot disturb the listing. Deletions
+// that must wait for others (Decision.After: a referrer for its subject, a
+// child for its parent indexes) are held back and deleted only once those
+// are gone (see referrers).
 func (r *repoRun) manifests(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -318,7 +320,7 @@ func (r *repoRun) manifests(ctx context.Context) error {
 		case !dec.Delete:
 			r.keep(dec)
 			return nil
-		case dec.Subject != "":
+		case len(dec.After) > 0:
 			held = append(held, dec)
 			return nil
 		}
@@ -330,12 +332,23 @@ func (r *repoRun) manifests(ctx context.Context) error {
 	return firstErr(d.wait(), err)
 }
 
-// referrers deletes held referrers in waves: a referrer goes once its
-// subject has been deleted, and stays (as a referrer of a kept manifest) when
-// deleting its subject failed or never started. The registry would have
-// removed it with its subject anyway; deleting it after the subject is
-// confirmed gone keeps the order safe and the counts honest.
+// referrers deletes held deletions in waves: one goes once every digest in
+// its After has been deleted, and stays (kept with its AfterReason: a
+// referrer of a kept manifest, a child of a kept index) as soon as one of
+// them is neither deleted nor still waiting its turn, i.e. its delete
+// failed, was refused as locked, or never started. The registry would have
+// removed a referrer with its subject anyway; deleting after the subject is
+// confirmed gone keeps the order safe and the counts honest, and a child
+// outlives a parent index whose delete failed.
 func (r *repoRun) referrers(d *dispatcher, held []policy.Decision) error {
+	keep := func(dec policy.Decision) {
+		reason := dec.AfterReason
+		if reason == "" {
+			reason = policy.ReasonReferrer
+		}
+		dec.Delete, dec.Reason, dec.Rule = false, reason, ""
+		r.keep(dec)
+	}
 	for len(held) > 0 {
 		if err := d.wait(); err != nil {
 			return err
@@ -346,24 +359,31 @@ func (r *repoRun) referrers(d *dispatcher, held []policy.Decision) error {
 		}
 		var wave, rest []policy.Decision
 		for _, dec := range held {
+			ready, blocked := true, false
 			r.mu.Lock()
-			gone := r.gone[dec.Subject]
+			for _, after := range dec.After {
+				switch {
+				case r.gone[after]:
+				case pending[after]:
+					ready = false
+				default:
+					ready, blocked = false, true
+				}
+			}
 			r.mu.Unlock()
 			switch {
-			case gone:
+			case blocked:
+				keep(dec)
+			case ready:
 				wave = append(wave, dec)
-			case pending[dec.Subject]:
-				rest = append(rest, dec)
 			default:
-				dec.Delete, dec.Reason, dec.Rule = false, policy.ReasonReferrer, ""
-				r.keep(dec)
+				rest = append(rest, dec)
 			}
 		}
 		if len(wave) == 0 {
-			// Subjects that never resolve (a cycle): keep them all.
+			// What they wait for never resolves (a cycle): keep them all.
 			for _, dec := range rest {
-				dec.Delete, dec.Reason, dec.Rule = false, policy.ReasonReferrer, ""
-				r.keep(dec)
+				keep(dec)
 			}
 			return nil
 		}

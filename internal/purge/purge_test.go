@@ -3,6 +3,7 @@ package purge_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -565,4 +566,153 @@ func TestDeadlineDuringPlanning(t *testing.T) {
 	assert.Equal(t, policy.PhaseManifests, res.Cursor.Phase)
 	assert.Empty(t, reg.Deletes(), "nothing deleted from a plan cut short")
 	assert.Positive(t, res.Duration)
+}
+
+// An index the plan deletes is locked in a race: its delete is refused, so
+// its children (which waited for it) stay, while the children of an index
+// that did go are deleted after it. A child listed by both stays.
+func TestChildrenStayWhenTheirIndexDeleteIsRefused(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dryRun=%v", dry), func(t *testing.T) {
+			env := newEnv(t, emutest.Options{})
+			const repo = "team-a/app"
+			reg := env.Registry
+			now := reg.Now()
+			var kids, kids2 []string
+			for _, arch := range []string{"amd64", "arm64"} {
+				kids = append(kids, reg.Put(repo, acremu.Artifact{Architecture: arch, Created: now.Add(-50 * day), Seed: "locked"}))
+				kids2 = append(kids2, reg.Put(repo, acremu.Artifact{Architecture: arch, Created: now.Add(-50 * day), Seed: "open"}))
+			}
+			shared := reg.Put(repo, acremu.Artifact{Architecture: "s390x", Created: now.Add(-50 * day), Seed: "shared"})
+			idx := reg.Put(repo, acremu.Artifact{Children: append(slices.Clone(kids), shared), Created: now.Add(-40 * day)})
+			idx2 := reg.Put(repo, acremu.Artifact{Children: append(slices.Clone(kids2), shared), Created: now.Add(-40 * day), Seed: "2"})
+			// A nested index under the refused one: its child waits two levels.
+			leaf := reg.Put(repo, acremu.Artifact{Architecture: "riscv64", Created: now.Add(-50 * day), Seed: "leaf"})
+			inner := reg.Put(repo, acremu.Artifact{Children: []string{leaf}, Created: now.Add(-45 * day), Seed: "inner"})
+			outer := reg.Put(repo, acremu.Artifact{Children: []string{inner}, Created: now.Add(-40 * day), Seed: "outer"})
+
+			pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d"}]}`)
+			locker := lockingManifests{Registry: env.Scoped(repo), reg: reg, target: idx}
+			var mu sync.Mutex
+			outcomes := map[string]purge.Outcome{}
+			reasons := map[string]policy.Reason{}
+			ex := purge.New(multiLocking{locker, outer}, purge.Options{Now: reg.Now, OnDecision: func(d policy.Decision, o purge.Outcome, _ error) {
+				mu.Lock()
+				defer mu.Unlock()
+				outcomes[d.Digest], reasons[d.Digest] = o, d.Reason
+			}})
+			res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol, DryRun: dry})
+			require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+
+			if dry {
+				// Nothing refuses a dry run: everything would go.
+				assert.EqualValues(t, 10, res.ManifestsDeleted)
+				assert.Empty(t, reg.Deletes())
+				return
+			}
+			assert.True(t, reg.HasManifest(repo, idx), "locked in a race")
+			assert.True(t, reg.HasManifest(repo, outer), "locked in a race")
+			for _, k := range append(slices.Clone(kids), shared, inner, leaf) {
+				assert.True(t, reg.HasManifest(repo, k), "child %s of a surviving index deleted", k)
+				assert.Equal(t, purge.OutcomeKept, outcomes[k], k)
+				assert.Equal(t, policy.ReasonIndexChild, reasons[k], k)
+			}
+			assert.False(t, reg.HasManifest(repo, idx2))
+			for _, k := range kids2 {
+				assert.False(t, reg.HasManifest(repo, k), "child %s of a deleted index kept", k)
+			}
+			assert.EqualValues(t, 3, res.ManifestsDeleted)
+			assert.EqualValues(t, 2, res.Kept[policy.ReasonLocked])
+			assert.EqualValues(t, 5, res.Kept[policy.ReasonIndexChild])
+			// idx2 went before its children.
+			pos := map[string]int{}
+			for i, d := range reg.Deletes() {
+				pos[d.Ref] = i
+			}
+			for _, k := range kids2 {
+				assert.Less(t, pos[idx2], pos[k])
+			}
+			assertNoDoubleDeletes(t, reg)
+		})
+	}
+}
+
+// multiLocking locks a second manifest just before its delete is sent.
+type multiLocking struct {
+	lockingManifests
+	second string
+}
+
+func (m multiLocking) DeleteManifest(ctx context.Context, repo, digest string) error {
+	if digest == m.second {
+		return lockingManifests{Registry: m.Registry, reg: m.reg, target: digest}.DeleteManifest(ctx, repo, digest)
+	}
+	return m.lockingManifests.DeleteManifest(ctx, repo, digest)
+}
+
+// A referrer the policy keeps (protected tag, keep-N) keeps its subject:
+// deleting the subject would make the registry delete the referrer too.
+func TestKeptReferrerKeepsItsSubject(t *testing.T) {
+	t.Run("protected tag", func(t *testing.T) {
+		env := newEnv(t, emutest.Options{})
+		const repo = "team-a/app"
+		reg := env.Registry
+		old := reg.Now().Add(-60 * day)
+		subj := reg.Put(repo, acremu.Artifact{Created: old, Seed: "subj"})
+		sbom := reg.Put(repo, acremu.Artifact{Subject: subj, ArtifactType: "application/spdx+json", Tags: []string{"sbom"}, Created: old})
+		other := reg.Put(repo, acremu.Artifact{Created: old, Seed: "other"})
+		pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"ago":"30d","untagged":true}],"protect":["^sbom$"]}`)
+		res := purge.New(env.Scoped(repo), purge.Options{Now: reg.Now}).Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+		require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+		assert.True(t, reg.HasTag(repo, "sbom"))
+		assert.True(t, reg.HasManifest(repo, sbom))
+		assert.True(t, reg.HasManifest(repo, subj))
+		assert.False(t, reg.HasManifest(repo, other))
+		assert.EqualValues(t, 1, res.Kept[policy.ReasonSubject])
+	})
+	t.Run("keep-N", func(t *testing.T) {
+		env := newEnv(t, emutest.Options{})
+		const repo = "team-a/app"
+		reg := env.Registry
+		now := reg.Now()
+		subj := reg.Put(repo, acremu.Artifact{Created: now.Add(-60 * day), Seed: "subj"})
+		sig := reg.Put(repo, acremu.Artifact{Subject: subj, ArtifactType: "application/vnd.cncf.notary.signature", Created: now.Add(-40 * day)})
+		older := reg.Put(repo, acremu.Artifact{Created: now.Add(-70 * day), Seed: "older"})
+		pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d","keep":1}]}`)
+		res := purge.New(env.Scoped(repo), purge.Options{Now: reg.Now}).Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+		require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+		assert.True(t, reg.HasManifest(repo, sig), "kept by keep 1")
+		assert.True(t, reg.HasManifest(repo, subj), "subject of the kept signature")
+		assert.False(t, reg.HasManifest(repo, older))
+	})
+}
+
+// lostBody answers 404 for one manifest body, as a lagging replica might.
+type lostBody struct {
+	purge.Registry
+	digest string
+}
+
+func (l lostBody) ManifestBody(ctx context.Context, repo, digest string) (*acr.ManifestBody, error) {
+	if digest == l.digest {
+		return nil, &acr.Error{Op: "get manifest", Repository: repo, Ref: digest, StatusCode: 404, Code: "MANIFEST_UNKNOWN"}
+	}
+	return l.Registry.ManifestBody(ctx, repo, digest)
+}
+
+func TestInconsistentListingIsRetryableAndDeletesNothing(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	reg := env.Registry
+	old := reg.Now().Add(-60 * day)
+	kid := reg.Put(repo, acremu.Artifact{Created: old, Seed: "kid"})
+	idx := reg.Put(repo, acremu.Artifact{Tags: []string{"release"}, Children: []string{kid}, Created: old})
+	reg.Put(repo, acremu.Artifact{Created: old, Seed: "leftover"})
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d"}]}`)
+	ex := purge.New(lostBody{Registry: env.Scoped(repo), digest: idx}, purge.Options{Now: reg.Now})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+	assert.Equal(t, purge.StatusFailed, res.Status)
+	assert.True(t, res.Retryable, res.Reason)
+	assert.ErrorIs(t, res.Err, policy.ErrListingInconsistent)
+	assert.Empty(t, reg.Deletes())
 }
