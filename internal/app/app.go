@@ -1,0 +1,165 @@
+// Package app wires the Functions app together: configuration, credential,
+// token broker, rate limiter, registry client, checkpoint store and Service
+// Bus sender, and the three functions the custom handler serves:
+//
+//   - Scheduler (timer trigger, binding "timer"): fanout.Scheduler.Run for
+//     the firing at Metadata.sys.UtcNow.
+//   - Worker (Service Bus trigger, binding "msg"): worker.Worker.Handle for
+//     the message, with MessageId, DeliveryCount and EnqueuedTimeUtc from
+//     the trigger metadata. A non-2xx answer (an error) makes Service Bus
+//     deliver the message again.
+//   - Runs (HTTP trigger GET /api/runs/{runId?}, binding "req", output
+//     "res"): the run report as JSON (report.Report), the latest run when no
+//     runId (or "latest") is given, plain text with ?format=text; 404 for an
+//     unknown run, 400 for an invalid run id.
+//
+// Serve runs the whole thing for `handler serve`; New lets `handler local`
+// and the end-to-end tests inject the parts that differ (credential, sender,
+// store, clock, HTTP client).
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/checkpoint"
+	"github.com/acrpurge/acrpurge/internal/config"
+	"github.com/acrpurge/acrpurge/internal/fanout"
+	"github.com/acrpurge/acrpurge/internal/funchost"
+	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/worker"
+)
+
+// Function names (folders under functions/) and their binding names.
+const (
+	FunctionScheduler = "Scheduler"
+	FunctionWorker    = "Worker"
+	FunctionRuns      = "Runs"
+
+	BindingTimer    = "timer"
+	BindingMessage  = "msg"
+	BindingRequest  = "req"
+	BindingResponse = "res"
+)
+
+// Deps are the parts of the app that differ between production, `handler
+// local` and tests.
+type Deps struct {
+	// Credential is the AAD identity used for the registry (required).
+	Credential azcore.TokenCredential
+	// Sender sends Scheduler batches, re-fan-outs and continuations (required).
+	Sender fanout.Sender
+	// Store keeps the checkpoints (required).
+	Store checkpoint.Store
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives JSON-able structured logs; nil discards.
+	Logger *slog.Logger
+	// HTTPClient talks to the registry; default acr.NewHTTPClient().
+	HTTPClient *http.Client
+	// Retry tunes the registry client's retries; zero fields take defaults.
+	Retry acr.RetryPolicy
+}
+
+// App is the wired Functions app.
+type App struct {
+	cfg       *config.Config
+	store     checkpoint.Store
+	scheduler *fanout.Scheduler
+	worker    *worker.Worker
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// New wires the app from a validated configuration and policy.
+func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
+	var errs []error
+	if cfg == nil {
+		errs = append(errs, errors.New("no configuration"))
+	}
+	if pol == nil {
+		errs = append(errs, errors.New("no policy"))
+	}
+	if deps.Credential == nil {
+		errs = append(errs, errors.New("no credential"))
+	}
+	if deps.Sender == nil {
+		errs = append(errs, errors.New("no sender"))
+	}
+	if deps.Store == nil {
+		errs = append(errs, errors.New("no checkpoint store"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = acr.NewHTTPClient()
+	}
+
+	broker, err := acr.NewBroker(acr.BrokerOptions{
+		Endpoint: cfg.Registry, Credential: deps.Credential, HTTPClient: deps.HTTPClient,
+		Now: deps.Now, Retry: deps.Retry, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: token broker: %w", err)
+	}
+	limiter := acr.NewLimiter(acr.LimiterOptions{DeletesPerMinute: cfg.DeletesPerMinute, Now: deps.Now})
+	client, err := acr.NewClient(acr.ClientOptions{
+		Endpoint: cfg.Registry, HTTPClient: deps.HTTPClient, Retry: deps.Retry, Limiter: limiter, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: registry client: %w", err)
+	}
+
+	sched, err := fanout.New(fanout.Options{
+		Policy: pol, Schedule: cfg.Schedule, BatchSize: cfg.BatchSize, DryRun: cfg.DryRun,
+		Repositories: cfg.Repositories, Catalog: client.WithTokens(broker.Source(acr.CatalogScope())),
+		Store: deps.Store, Sender: deps.Sender, Logger: log.With("function", FunctionScheduler), Now: deps.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	wk, err := worker.New(worker.Options{
+		Registry: cfg.Registry, Policy: pol, Store: deps.Store, Sender: deps.Sender, Tokens: broker, Client: client,
+		BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, MaxDeliveries: cfg.MaxDeliveries, DryRun: cfg.DryRun,
+		PushDebounce: cfg.PushDebounce, Deadline: cfg.MessageDeadline, Now: deps.Now,
+		Logger: log.With("function", FunctionWorker),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return &App{cfg: cfg, store: deps.Store, scheduler: sched, worker: wk, now: deps.Now, log: log}, nil
+}
+
+// Handlers returns the functions by name.
+func (a *App) Handlers() map[string]funchost.Handler {
+	return map[string]funchost.Handler{
+		FunctionScheduler: a.schedulerHandler,
+		FunctionWorker:    a.workerHandler,
+		FunctionRuns:      a.runsHandler,
+	}
+}
+
+// HTTPHandler serves the custom-handler protocol for every function.
+func (a *App) HTTPHandler() http.Handler {
+	return funchost.NewServer(a.Handlers(), a.log)
+}
+
+// Scheduler returns the app's Scheduler (for `handler local`).
+func (a *App) Scheduler() *fanout.Scheduler { return a.scheduler }
+
+// Worker returns the app's Worker (for `handler local`).
+func (a *App) Worker() *worker.Worker { return a.worker }

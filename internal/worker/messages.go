@@ -1,0 +1,134 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/acrpurge/acrpurge/internal/checkpoint"
+	"github.com/acrpurge/acrpurge/internal/fanout"
+	"github.com/acrpurge/acrpurge/internal/queue"
+)
+
+// hashID returns prefix + the first 12 hex digits of sha256(key).
+func hashID(prefix, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return prefix + hex.EncodeToString(sum[:])[:12]
+}
+
+// own processes a batch written by the Scheduler, a re-fan-out or a
+// continuation.
+func (w *Worker) own(ctx context.Context, log *slog.Logger, d Delivery, m *queue.Message) (Outcome, error) {
+	out := Outcome{Kind: KindOwn, RunID: m.RunID, Batch: m.Batch}
+	if _, err := w.o.Store.GetRun(ctx, m.RunID); errors.Is(err, checkpoint.ErrNotFound) {
+		// The run row is written before any message is sent, so this is a
+		// message whose checkpoints were lost (or sent by hand): recreate
+		// the run from the message.
+		log.Warn("run row missing: creating it from the message", "run", m.RunID)
+		run := checkpoint.Run{
+			ID: m.RunID, Trigger: m.Trigger, DryRun: m.DryRun || w.o.DryRun, PolicyHash: w.o.Policy.Hash(),
+			Started: w.o.Now(), Batches: m.Batches, Enqueued: true,
+			Note: "run row created by the worker from message " + d.MessageID,
+		}
+		if _, _, err := w.o.Store.CreateRun(ctx, run, []checkpoint.Batch{{N: m.Batch, Repositories: m.Repositories}}); err != nil {
+			return out, fmt.Errorf("run %s: create missing run: %w", m.RunID, err)
+		}
+	} else if err != nil {
+		return out, fmt.Errorf("run %s: %w", m.RunID, err)
+	}
+	return w.process(ctx, d, batchJob{
+		runID: m.RunID, n: m.Batch, batches: m.Batches, trigger: m.Trigger,
+		repos: m.Repositories, dryRun: m.DryRun || w.o.DryRun, resume: m.Resume,
+	}, out)
+}
+
+// portal handles {"repositories":[…]} sent by an operator.
+func (w *Worker) portal(ctx context.Context, log *slog.Logger, d Delivery, dec queue.Decoded) (Outcome, error) {
+	key := d.MessageID
+	if key == "" {
+		// Service Bus always sets a MessageID; without one, the body and
+		// enqueue time identify the message.
+		key = string(d.Body) + "@" + d.EnqueuedAt.UTC().String()
+	}
+	runID := hashID("p-", key)
+	dryRun := dec.DryRun || w.o.DryRun
+	repos := slices.Clone(dec.Repositories)
+	slices.Sort(repos)
+	out := Outcome{Kind: KindPortal, RunID: runID, Batch: 1}
+	run := checkpoint.Run{
+		ID: runID, Trigger: queue.TriggerPortal, DryRun: dryRun, PolicyHash: w.o.Policy.Hash(), Started: w.o.Now(),
+		Note: fmt.Sprintf("portal message %s", d.MessageID),
+	}
+	if len(repos) > w.o.BatchSize {
+		sum, err := fanout.Enqueue(ctx, w.o.Store, w.o.Sender, run, repos, w.o.BatchSize, log)
+		out.Batch, out.Fanout = 0, &sum
+		out.Summary = "portal message re-fanned out: " + sum.String()
+		if err != nil {
+			return out, fmt.Errorf("re-fan-out portal message: %w", err)
+		}
+		return out, nil
+	}
+	if err := w.createSingle(ctx, run, repos); err != nil {
+		return out, err
+	}
+	return w.process(ctx, d, batchJob{runID: runID, n: 1, batches: 1, trigger: queue.TriggerPortal, repos: repos, dryRun: dryRun}, out)
+}
+
+// createSingle creates a run whose only batch is processed right away.
+func (w *Worker) createSingle(ctx context.Context, run checkpoint.Run, repos []string) error {
+	run.Batches, run.Repositories, run.Enqueued = 1, len(repos), true
+	if _, _, err := w.o.Store.CreateRun(ctx, run, []checkpoint.Batch{{N: 1, Repositories: repos}}); err != nil {
+		return fmt.Errorf("run %s: create run: %w", run.ID, err)
+	}
+	return nil
+}
+
+// event handles an ImagePushed event: a targeted purge of one repository.
+func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *queue.Event) (Outcome, error) {
+	repo := ev.Repository
+	ignore := func(reason string) (Outcome, error) {
+		return Outcome{Kind: KindIgnored, Reason: reason, Summary: fmt.Sprintf("push to %s ignored: %s", repo, reason)}, nil
+	}
+	if ev.Host != "" && !strings.EqualFold(ev.Host, w.o.Registry.Service) {
+		return ignore(fmt.Sprintf("event from another registry (%.100q)", ev.Host))
+	}
+	ok, err := w.o.Policy.MatchRepository(repo)
+	switch {
+	case err != nil:
+		return ignore("the policy's repository filter failed: " + err.Error())
+	case !ok:
+		return ignore("not in policy")
+	}
+	if w.o.PushDebounce > 0 {
+		at, by, err := w.o.Store.LastPurge(ctx, repo)
+		if err != nil {
+			return Outcome{Kind: KindEvent}, fmt.Errorf("push to %s: debounce: %w", repo, err)
+		}
+		if since := w.o.Now().Sub(at); !at.IsZero() && since < w.o.PushDebounce {
+			return ignore(fmt.Sprintf("debounced: purged %s ago by run %s", since.Round(1e9), by))
+		}
+	}
+	key := ev.ID
+	if key == "" {
+		key = d.MessageID
+	}
+	if key == "" {
+		key = string(d.Body)
+	}
+	runID := hashID("e-", key)
+	out := Outcome{Kind: KindEvent, RunID: runID, Batch: 1}
+	dryRun := w.o.DryRun
+	run := checkpoint.Run{
+		ID: runID, Trigger: queue.TriggerPush, DryRun: dryRun, PolicyHash: w.o.Policy.Hash(), Started: w.o.Now(),
+		Note: fmt.Sprintf("%s event %s: %s:%s", ev.Schema, ev.ID, repo, ev.Tag),
+	}
+	if err := w.createSingle(ctx, run, []string{repo}); err != nil {
+		return out, err
+	}
+	return w.process(ctx, d, batchJob{runID: runID, n: 1, batches: 1, trigger: queue.TriggerPush, repos: []string{repo}, dryRun: dryRun}, out)
+}
