@@ -19,3 +19,14 @@ test: lint
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+# Deployment package: dist/acrpurge.zip with the linux/amd64 handler (mode
+# 0755), host.json and one folder per function at its root. Built by Go code
+# (internal/packaging), so no zip program is needed.
+.PHONY: package clean-dist
+
+package:
+	$(GO) run ./internal/packaging/cmd/mkzip -go $(GO) -root . -out dist/acrpurge.zip
+
+clean-dist:
+	rm -rf dist
