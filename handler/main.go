@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/acrpurge/acrpurge/internal/app"
+	"github.com/acrpurge/acrpurge/internal/localstack"
 	"github.com/acrpurge/acrpurge/internal/purgecli"
 )
 
@@ -23,6 +24,8 @@ Usage:
   handler [serve]            run as the Azure Functions custom handler (the default)
   handler purge [flags]      purge a registry once from the command line (dry run by default);
                              "handler purge -h" lists the flags
+  handler local [flags]      the whole system on this machine, no Azure needed (make run);
+                             "handler local -h" lists the flags
   handler help               show this text
 `
 
@@ -53,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "purge":
 		return purgecli.Run(ctx, args, stdout, stderr, os.Getenv)
+	case "local":
+		return localstack.Run(ctx, args, stdout, stderr, os.Getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

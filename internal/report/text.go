@@ -1,19 +1,22 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // WriteText writes the report as a readable table: the run, then one line
-// per repository with its status, tags and manifests deleted, bytes freed,
-// kept counts by reason and the reason or error, then the totals, failed
-// batches and rejections.
+// per repository with its batch, status, tags and manifests deleted and
+// bytes freed (numbers right-aligned), followed by what was kept, by
+// reason, and the reason or error of a repository that was not done; then
+// the totals, failed batches and rejections. The last column is not padded,
+// so a long reason does not widen the table.
 func (r *Report) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	mode := ""
@@ -29,22 +32,27 @@ func (r *Report) WriteText(w io.Writer) error {
 	ew.printf("Batches: %d total, %d done, %d continued, %d running, %d queued, %d failed, %d rejected\n\n",
 		b.Total, b.Done, b.Continued, b.Running, b.Queued, b.Failed, b.Rejected)
 
-	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPOSITORY\tBATCH\tSTATUS\tTAGS\tMANIFESTS\tFREED\tKEPT\tREASON")
+	tb := textTable{
+		heads: []string{"REPOSITORY", "BATCH", "STATUS", "TAGS", "MANIFESTS", "FREED", "KEPT, BY REASON / NOTE"},
+		right: []bool{false, true, false, true, true, true},
+	}
 	for _, x := range r.Repositories {
 		why := x.Reason
 		if x.Error != "" {
 			why = strings.TrimPrefix(why+"; error: "+x.Error, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", x.Name, x.Batch, x.Status, x.TagsDeleted,
-			x.ManifestsDeleted, Bytes(x.BytesFreed), keptText(x.Kept), oneLine(why))
+		last := keptText(x.Kept)
+		if why = oneLine(why); why != "" {
+			last = strings.TrimPrefix(last+"; "+why, "; ")
+		}
+		tb.add(textRow{cells: []string{x.Name, fmt.Sprint(x.Batch), x.Status, fmt.Sprint(x.TagsDeleted),
+			fmt.Sprint(x.ManifestsDeleted), Bytes(x.BytesFreed), last}})
 	}
 	t := r.Totals
-	fmt.Fprintf(tw, "TOTAL (%d)\t\t%s\t%d\t%d\t%s\t%s\t\n", t.Repositories, statusText(t), t.TagsDeleted,
-		t.ManifestsDeleted, Bytes(t.BytesFreed), keptText(t.Kept))
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	// The statuses of the total span the BATCH and STATUS columns.
+	tb.add(textRow{span: 1, cells: []string{fmt.Sprintf("TOTAL (%d)", t.Repositories), statusText(t), "",
+		fmt.Sprint(t.TagsDeleted), fmt.Sprint(t.ManifestsDeleted), Bytes(t.BytesFreed), keptText(t.Kept)}})
+	tb.write(ew)
 	if len(r.FailedBatches) > 0 {
 		ew.printf("\nFailed batches:\n")
 		for _, fb := range r.FailedBatches {
@@ -58,6 +66,79 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	return ew.err
+}
+
+// textRow is one line of a textTable: a cell per column, the last one free
+// text. span > 0 makes cells[span] also cover the next column (whose cell
+// is ignored).
+type textRow struct {
+	cells []string
+	span  int
+}
+
+// textTable aligns columns separated by two spaces; right-aligned columns
+// suit numbers. The last column is written as is, never padded.
+type textTable struct {
+	heads []string
+	right []bool // per aligned column (all but the last)
+	rows  []textRow
+}
+
+func (t *textTable) add(r textRow) { t.rows = append(t.rows, r) }
+
+// widths computes the column widths; a spanning cell too wide for its two
+// columns widens the second.
+func (t *textTable) widths() []int {
+	n := len(t.heads) - 1
+	w := make([]int, n)
+	rows := append([]textRow{{cells: t.heads}}, t.rows...)
+	for _, r := range rows {
+		for i := 0; i < n && i < len(r.cells); i++ {
+			if r.span > 0 && (i == r.span || i == r.span+1) {
+				continue
+			}
+			w[i] = max(w[i], utf8.RuneCountInString(r.cells[i]))
+		}
+	}
+	for _, r := range rows {
+		if s := r.span; s > 0 && s+1 < n {
+			if need := utf8.RuneCountInString(r.cells[s]) - (w[s] + 2 + w[s+1]); need > 0 {
+				w[s+1] += need
+			}
+		}
+	}
+	return w
+}
+
+func (t *textTable) write(ew *errWriter) {
+	w := t.widths()
+	n := len(w)
+	rows := append([]textRow{{cells: t.heads}}, t.rows...)
+	var line strings.Builder
+	for _, r := range rows {
+		line.Reset()
+		for i := 0; i < n; i++ {
+			cell, width := "", w[i]
+			if i < len(r.cells) {
+				cell = r.cells[i]
+			}
+			if r.span > 0 && i == r.span && i+1 < n {
+				width += 2 + w[i+1]
+				i++
+			}
+			pad := strings.Repeat(" ", max(0, width-utf8.RuneCountInString(cell)))
+			if i < len(t.right) && t.right[i] && r.span != i {
+				line.WriteString(pad + cell)
+			} else {
+				line.WriteString(cell + pad)
+			}
+			line.WriteString("  ")
+		}
+		if n < len(r.cells) {
+			line.WriteString(r.cells[n])
+		}
+		ew.printf("%s\n", strings.TrimRight(line.String(), " "))
+	}
 }
 
 func statusText(t Totals) string {
@@ -74,13 +155,28 @@ func statusText(t Totals) string {
 	return strings.Join(parts, ", ")
 }
 
+// keptOrder puts the policy's own reasons first, then the reasons a
+// manifest is needed by another; any other reason follows alphabetically.
+var keptOrder = []string{"too-new", "keep", "protected", "locked", "no-match",
+	"tagged", "child-of-kept-index", "referrer-of-kept", "subject-of-kept"}
+
 func keptText(kept map[string]int64) string {
 	keys := slices.Sorted(maps.Keys(kept))
+	slices.SortStableFunc(keys, func(a, b string) int {
+		return cmp.Compare(keptRank(a), keptRank(b))
+	})
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, kept[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+func keptRank(reason string) int {
+	if i := slices.Index(keptOrder, reason); i >= 0 {
+		return i
+	}
+	return len(keptOrder)
 }
 
 // oneLine keeps a free text on one table line.
