@@ -1,25 +1,9 @@
 package purgecli
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
-
-// humanBytes renders a byte count with binary units: "0 B", "950 B",
-// "1.5 KiB", "21.0 MiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 // shortDigest shortens "sha256:<64 hex>" to its algorithm and first 12 hex
 // characters; anything else is returned as is.

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/acrpurge/acrpurge/internal/purge"
+	runreport "github.com/acrpurge/acrpurge/internal/report"
 )
 
 const (
@@ -70,7 +71,7 @@ func writeItems(w io.Writer, rep *report) {
 		for _, it := range r.Items {
 			ref, size := it.Tag, "-"
 			if it.Kind != "tag" {
-				ref, size = shortDigest(it.Digest), humanBytes(it.Size)
+				ref, size = shortDigest(it.Digest), runreport.Bytes(it.Size)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Repository, it.Kind, ref,
 				it.Action, it.Reason, dash(it.Rule), size, oneLine(it.Error))
@@ -119,12 +120,12 @@ func writeSummary(w io.Writer, rep *report) {
 	fmt.Fprintf(tw, "REPOSITORY\tSTATUS\tTAGS %s\tMANIFESTS %s\tFREED\tKEPT\tTIME\n", verb, verb)
 	for _, r := range rep.Repositories {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", r.Repository, r.Status,
-			r.TagsDeleted, r.ManifestsDeleted, humanBytes(r.BytesFreed), sum(r.Kept.Tags)+sum(r.Kept.Manifests),
+			r.TagsDeleted, r.ManifestsDeleted, runreport.Bytes(r.BytesFreed), sum(r.Kept.Tags)+sum(r.Kept.Manifests),
 			humanSeconds(r.DurationSeconds))
 	}
 	t := rep.Totals
 	fmt.Fprintf(tw, "TOTAL\t\t%d\t%d\t%s\t%d\t%s\n",
-		t.TagsDeleted, t.ManifestsDeleted, humanBytes(t.BytesFreed), t.KeptTags+t.KeptManifests,
+		t.TagsDeleted, t.ManifestsDeleted, runreport.Bytes(t.BytesFreed), t.KeptTags+t.KeptManifests,
 		humanSeconds(rep.DurationSeconds))
 	tw.Flush()
 }
@@ -159,7 +160,7 @@ func writeTotals(w io.Writer, rep *report) {
 	}
 	fmt.Fprintf(w, "\n%s %d %s and %d %s (%s freed) in %d %s: %s.\n", verb,
 		t.TagsDeleted, plural(t.TagsDeleted, "tag", "tags"),
-		t.ManifestsDeleted, plural(t.ManifestsDeleted, "manifest", "manifests"), humanBytes(t.BytesFreed),
+		t.ManifestsDeleted, plural(t.ManifestsDeleted, "manifest", "manifests"), runreport.Bytes(t.BytesFreed),
 		t.Repositories, plural(int64(t.Repositories), "repository", "repositories"), statusCounts(t))
 	fmt.Fprintf(w, "Kept %d %s and %d %s.\n", t.KeptTags, plural(t.KeptTags, "tag", "tags"),
 		t.KeptManifests, plural(t.KeptManifests, "manifest", "manifests"))
