@@ -14,7 +14,7 @@ lint: vet
 	@out=$$(gofmt -l handler internal); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Unit, integration (ACR emulator, Azurite) and end-to-end tests.
-test: lint
+test: lint fuzz
 	.ci/azurite run $(GO) test -race -count=1 $(PKGS)
 
 bench:
@@ -30,3 +30,37 @@ package:
 
 clean-dist:
 	rm -rf dist
+
+# The whole system on this machine, with no Azure account: the ACR emulator
+# seeded with a demo registry, an in-process queue and a Functions-host
+# stand-in. Flags go in ARGS, e.g. make run ARGS=--dry-run; see
+# `go run ./handler local -h`.
+.PHONY: run
+run:
+	$(GO) run ./handler local $(ARGS)
+
+# Go fuzz targets, each for a short fixed time (one target per command, as
+# go test -fuzz requires). Part of `make test`; raise FUZZTIME to dig deeper.
+FUZZTIME ?= 2s
+FUZZ_TARGETS := \
+	./internal/queue:FuzzDecode \
+	./internal/policy:FuzzParse \
+	./internal/policy:FuzzSplitFilter \
+	./internal/policy:FuzzParseAgo \
+	./internal/checkpoint:FuzzEscapeKey \
+	./internal/funchost:FuzzPayload \
+	./internal/schedule:FuzzSchedule
+
+.PHONY: fuzz chaos
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+# The fault-injection suite at a larger scale, with random seeds and fault
+# rates; `ACRPURGE_CHAOS_SEED=N make chaos` reproduces the subtests of seed N.
+chaos:
+	ACRPURGE_CHAOS_LONG=1 .ci/azurite run $(GO) test -race -count=1 -run Chaos -timeout 30m ./internal/chaos/

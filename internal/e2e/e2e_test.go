@@ -15,6 +15,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/acremu"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/config"
+	"github.com/acrpurge/acrpurge/internal/e2e/e2etest"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/queue"
 	"github.com/acrpurge/acrpurge/internal/report"
@@ -28,52 +29,52 @@ const nightlyRun = "s-20250304T020000Z"
 // TestNightlyFanOutWithABACIdentity: the timer fans the catalog out in
 // batches; the identity's ABAC condition covers team-a/ and team-b/ only.
 func TestNightlyFanOutWithABACIdentity(t *testing.T) {
-	h := newHarness(t, harnessOpts{settings: map[string]string{config.BatchSize: "2"}})
-	var granted []ciRepo
+	h := e2etest.New(t, e2etest.Options{Settings: map[string]string{config.BatchSize: "2"}})
+	var granted []e2etest.CIRepo
 	for _, name := range []string{"team-a/api", "team-a/jobs", "team-a/web", "team-b/api", "team-b/worker"} {
-		granted = append(granted, seedCI(h.reg, name, 8))
+		granted = append(granted, e2etest.SeedCI(h.Reg, name, 8))
 	}
-	denied := seedCI(h.reg, "team-c/api", 8) // in the policy, not in the grant
-	outside := seedCI(h.reg, "ops/tools", 8) // not in the policy
+	denied := e2etest.SeedCI(h.Reg, "team-c/api", 8) // in the policy, not in the grant
+	outside := e2etest.SeedCI(h.Reg, "ops/tools", 8) // not in the policy
 
-	resp, status := h.fireTimer(nightly, false)
+	resp, status := h.FireTimer(nightly, false)
 	require.Equal(t, http.StatusOK, status, resp.Logs)
 	require.Len(t, resp.Logs, 1)
 	assert.Contains(t, resp.Logs[0], "6 repositories in 3 batches")
-	assert.Equal(t, []string{nightlyRun + "/1", nightlyRun + "/2", nightlyRun + "/3"}, h.queue.ids(),
+	assert.Equal(t, []string{nightlyRun + "/1", nightlyRun + "/2", nightlyRun + "/3"}, h.Queue.IDs(),
 		"deterministic MessageIDs runId/batch")
 
 	// The host retries the timer a minute later: nothing is enqueued twice.
-	sends := len(h.queue.Calls())
-	resp, status = h.fireTimer(nightly.Add(time.Minute), false)
+	sends := len(h.Queue.Calls())
+	resp, status = h.FireTimer(nightly.Add(time.Minute), false)
 	require.Equal(t, http.StatusOK, status)
 	assert.Contains(t, resp.Logs[0], "already enqueued")
-	assert.Equal(t, sends, len(h.queue.Calls()))
-	assert.Len(t, h.queue.ids(), 3)
+	assert.Equal(t, sends, len(h.Queue.Calls()))
+	assert.Len(t, h.Queue.IDs(), 3)
 
-	h.drain(funchost.BodyDoubleString)
-	assert.Empty(t, h.deadLetters)
+	h.Drain(funchost.BodyDoubleString)
+	assert.Empty(t, h.DeadLetters())
 	for _, r := range granted {
-		h.assertPurged(r)
+		h.AssertPurged(r)
 	}
-	h.assertUntouched(denied)
-	h.assertUntouched(outside)
-	h.assertDeletesSafe(append(granted, denied, outside)...)
+	h.AssertUntouched(denied)
+	h.AssertUntouched(outside)
+	h.AssertDeletesSafe(append(granted, denied, outside)...)
 
-	rep, code := h.runReport(nightlyRun)
+	rep, code := h.RunReport(nightlyRun)
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, report.RunDone, rep.Run.Status)
 	assert.Equal(t, queue.TriggerSchedule, rep.Run.Trigger)
 	assert.True(t, rep.Run.Enqueued)
 	assert.Equal(t, report.BatchCounts{Total: 3, Done: 3}, rep.Batches)
-	tags, manifests := expectedDeleted(granted...)
+	tags, manifests := e2etest.ExpectedDeleted(granted...)
 	assert.Equal(t, 6, rep.Totals.Repositories)
 	assert.Equal(t, 5, rep.Totals.Done)
 	assert.Equal(t, 1, rep.Totals.Forbidden)
 	assert.Equal(t, tags, rep.Totals.TagsDeleted)
 	assert.Equal(t, manifests, rep.Totals.ManifestsDeleted)
 	for _, x := range rep.Repositories {
-		if x.Name == denied.name {
+		if x.Name == denied.Name {
 			assert.Equal(t, "forbidden", x.Status)
 			assert.Contains(t, x.Reason, "metadata_read, delete")
 			continue
@@ -81,7 +82,7 @@ func TestNightlyFanOutWithABACIdentity(t *testing.T) {
 		assert.Equal(t, "done", x.Status, x.Name)
 		assert.EqualValues(t, 4, x.Kept["keep"], "%s: ci-1 and ci-2, and the images of ci-3 and ci-4 (keep 2 of each kind)", x.Name)
 	}
-	latest, code := h.runReport("")
+	latest, code := h.RunReport("")
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, nightlyRun, latest.Run.ID)
 }
@@ -90,47 +91,47 @@ func TestNightlyFanOutWithABACIdentity(t *testing.T) {
 // the middle of its deletes (the host went away); Service Bus delivers the
 // message again and the batch finishes without redoing anything.
 func TestWorkerKilledMidBatchThenRedelivered(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	var repos []ciRepo
+	h := e2etest.New(t, e2etest.Options{})
+	var repos []e2etest.CIRepo
 	for _, name := range []string{"team-a/one", "team-a/two", "team-b/three"} {
-		repos = append(repos, seedCI(h.reg, name, 30))
+		repos = append(repos, e2etest.SeedCI(h.Reg, name, 30))
 	}
-	_, status := h.fireTimer(nightly, false)
+	_, status := h.FireTimer(nightly, false)
 	require.Equal(t, http.StatusOK, status)
-	m := h.queue.pop()
+	m := h.Queue.Pop()
 	require.NotNil(t, m)
 	require.Equal(t, nightlyRun+"/1", m.ID)
 
-	h.reg.SetFaults(acremu.Faults{Latency: 8 * time.Millisecond})
+	h.Reg.SetFaults(acremu.Faults{Latency: 8 * time.Millisecond})
 	ctx, kill := context.WithCancel(t.Context())
 	go func() {
-		for len(h.reg.Deletes()) < 12 && ctx.Err() == nil {
+		for len(h.Reg.Deletes()) < 12 && ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		kill()
 	}()
-	_, _, err := h.deliver(ctx, m, funchost.BodyDoubleString)
+	_, _, err := h.Deliver(ctx, m, funchost.BodyDoubleString)
 	require.Error(t, err, "the host dropped the invocation")
-	h.inflight.Wait() // the handler winds down and checkpoints
-	partial := len(h.reg.Deletes())
-	tags, manifests := expectedDeleted(repos...)
+	h.Wait() // the handler winds down and checkpoints
+	partial := len(h.Reg.Deletes())
+	tags, manifests := e2etest.ExpectedDeleted(repos...)
 	require.Greater(t, partial, 0)
 	require.Less(t, partial, int(tags+manifests), "killed in the middle of the batch")
-	rep, _ := h.runReport(nightlyRun)
+	rep, _ := h.RunReport(nightlyRun)
 	require.NotEqual(t, report.RunDone, rep.Run.Status, "the batch is not finished")
 
 	// Redelivery (DeliveryCount 2) without faults.
-	h.reg.SetFaults(acremu.Faults{})
-	h.queue.pushFront(m)
-	h.drain(funchost.BodyDoubleString)
-	assert.Equal(t, 2, h.delivered[m.ID])
-	assert.Empty(t, h.deadLetters)
+	h.Reg.SetFaults(acremu.Faults{})
+	h.Queue.PushFront(m)
+	h.Drain(funchost.BodyDoubleString)
+	assert.Equal(t, 2, h.Delivered(m.ID))
+	assert.Empty(t, h.DeadLetters())
 	for _, r := range repos {
-		h.assertPurged(r)
+		h.AssertPurged(r)
 	}
-	h.assertDeletesSafe(repos...)
+	h.AssertDeletesSafe(repos...)
 
-	rep, _ = h.runReport(nightlyRun)
+	rep, _ = h.RunReport(nightlyRun)
 	assert.Equal(t, report.RunDone, rep.Run.Status)
 	assert.Equal(t, 3, rep.Totals.Done)
 	assert.LessOrEqual(t, rep.Totals.TagsDeleted, tags, "never more than the policy deletes")
@@ -147,18 +148,18 @@ func TestWorkerKilledMidBatchThenRedelivered(t *testing.T) {
 // a message that keeps failing transiently is redelivered, and its last
 // delivery records the failure before failing.
 func TestPoisonMessages(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	repo := seedCI(h.reg, "team-a/api", 6)
-	h.queue.put("poison-1", []byte("this is not json"))
-	h.queue.put("poison-2", []byte(`{"repositories":["team-a/api"],"loginServer":"evil.azurecr.io"}`))
-	h.queue.put("poison-3", []byte(`{"version":1,"runId":"s-x","batch":3,"batches":2,"trigger":"schedule","repositories":["team-a/api"]}`))
-	h.drain(funchost.BodyBase64)
+	h := e2etest.New(t, e2etest.Options{})
+	repo := e2etest.SeedCI(h.Reg, "team-a/api", 6)
+	h.Queue.Put("poison-1", []byte("this is not json"))
+	h.Queue.Put("poison-2", []byte(`{"repositories":["team-a/api"],"loginServer":"evil.azurecr.io"}`))
+	h.Queue.Put("poison-3", []byte(`{"version":1,"runId":"s-x","batch":3,"batches":2,"trigger":"schedule","repositories":["team-a/api"]}`))
+	h.Drain(funchost.BodyBase64)
 	for _, id := range []string{"poison-1", "poison-2", "poison-3"} {
-		assert.Equal(t, 1, h.delivered[id], "%s: completed on its first delivery", id)
+		assert.Equal(t, 1, h.Delivered(id), "%s: completed on its first delivery", id)
 	}
-	assert.Empty(t, h.deadLetters)
-	h.assertUntouched(repo)
-	rejs, err := h.store.ListRejections(t.Context(), 0)
+	assert.Empty(t, h.DeadLetters())
+	h.AssertUntouched(repo)
+	rejs, err := h.Store.ListRejections(t.Context(), 0)
 	require.NoError(t, err)
 	reasons := map[string]string{}
 	for _, r := range rejs {
@@ -170,13 +171,13 @@ func TestPoisonMessages(t *testing.T) {
 
 	// A registry that answers 503 to everything: redelivered up to
 	// PURGE_MAX_DELIVERIES (3), then dead-lettered with the failure recorded.
-	h.reg.SetFaults(acremu.Faults{ErrorRate: 1})
-	h.queue.put("portal-1", []byte(`{"repository":"team-a/api"}`))
-	h.drain(funchost.BodyDoubleString)
-	assert.Equal(t, 3, h.delivered["portal-1"])
-	require.Len(t, h.deadLetters, 1)
-	h.assertUntouched(repo)
-	rep, code := h.runReport("")
+	h.Reg.SetFaults(acremu.Faults{ErrorRate: 1})
+	h.Queue.Put("portal-1", []byte(`{"repository":"team-a/api"}`))
+	h.Drain(funchost.BodyDoubleString)
+	assert.Equal(t, 3, h.Delivered("portal-1"))
+	require.Len(t, h.DeadLetters(), 1)
+	h.AssertUntouched(repo)
+	rep, code := h.RunReport("")
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, queue.TriggerPortal, rep.Run.Trigger)
 	assert.Equal(t, report.RunFailed, rep.Run.Status)
@@ -191,103 +192,79 @@ func TestPoisonMessages(t *testing.T) {
 // TestEventGridPushBothSchemas: ImagePushed events routed into the queue,
 // in the Event Grid schema and as CloudEvents, purge the pushed repository.
 func TestEventGridPushBothSchemas(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	api := seedCI(h.reg, "team-a/api", 6)
-	web := seedCI(h.reg, "team-b/web", 6)
-	other := seedCI(h.reg, "team-a/other", 6)
-	host := h.env.Endpoint.Service
+	h := e2etest.New(t, e2etest.Options{})
+	api := e2etest.SeedCI(h.Reg, "team-a/api", 6)
+	web := e2etest.SeedCI(h.Reg, "team-b/web", 6)
+	other := e2etest.SeedCI(h.Reg, "team-a/other", 6)
+	host := h.Env.Endpoint.Service
 
-	h.queue.put("eg-1", eventBody(t, queue.SchemaEventGrid, "9a3c1d2e-0001", "team-a/api", host))
-	h.queue.put("ce-1", eventBody(t, queue.SchemaCloudEvents, "9a3c1d2e-0002", "team-b/web", host))
-	h.queue.put("eg-2", eventBody(t, queue.SchemaEventGrid, "9a3c1d2e-0003", "team-a/other", "elsewhere.azurecr.io"))
-	h.drain(funchost.BodyString)
-	assert.Empty(t, h.deadLetters)
-	h.assertPurged(api)
-	h.assertPurged(web)
-	h.assertUntouched(other) // an event from another registry
-	h.assertDeletesSafe(api, web, other)
+	h.Queue.Put("eg-1", e2etest.EventBody(t, queue.SchemaEventGrid, "9a3c1d2e-0001", "team-a/api", host))
+	h.Queue.Put("ce-1", e2etest.EventBody(t, queue.SchemaCloudEvents, "9a3c1d2e-0002", "team-b/web", host))
+	h.Queue.Put("eg-2", e2etest.EventBody(t, queue.SchemaEventGrid, "9a3c1d2e-0003", "team-a/other", "elsewhere.azurecr.io"))
+	h.Drain(funchost.BodyString)
+	assert.Empty(t, h.DeadLetters())
+	h.AssertPurged(api)
+	h.AssertPurged(web)
+	h.AssertUntouched(other) // an event from another registry
+	h.AssertDeletesSafe(api, web, other)
 
-	runs, err := h.store.LatestRuns(t.Context(), 0)
+	runs, err := h.Store.LatestRuns(t.Context(), 0)
 	require.NoError(t, err)
 	require.Len(t, runs, 2)
 	for _, run := range runs {
 		assert.Equal(t, queue.TriggerPush, run.Trigger)
 		assert.True(t, strings.HasPrefix(run.ID, "e-"), run.ID)
-		rep, code := h.runReport(run.ID)
+		rep, code := h.RunReport(run.ID)
 		require.Equal(t, http.StatusOK, code)
 		assert.Equal(t, report.RunDone, rep.Run.Status)
 		require.Len(t, rep.Repositories, 1)
 		assert.Equal(t, "done", rep.Repositories[0].Status)
-		assert.Equal(t, int64(len(api.goneTags)), rep.Repositories[0].TagsDeleted)
+		assert.Equal(t, int64(len(api.GoneTags)), rep.Repositories[0].TagsDeleted)
 	}
 
 	// A second push within PUSH_DEBOUNCE is not purged again.
-	before := h.reg.Stats().Requests["tags"]
-	h.queue.put("eg-4", eventBody(t, queue.SchemaEventGrid, "9a3c1d2e-0004", "team-a/api", host))
-	h.drain(funchost.BodyString)
-	assert.Equal(t, before, h.reg.Stats().Requests["tags"])
-	runs, err = h.store.LatestRuns(t.Context(), 0)
+	before := h.Reg.Stats().Requests["tags"]
+	h.Queue.Put("eg-4", e2etest.EventBody(t, queue.SchemaEventGrid, "9a3c1d2e-0004", "team-a/api", host))
+	h.Drain(funchost.BodyString)
+	assert.Equal(t, before, h.Reg.Stats().Requests["tags"])
+	runs, err = h.Store.LatestRuns(t.Context(), 0)
 	require.NoError(t, err)
 	assert.Len(t, runs, 2, "a debounced push creates no run")
-}
-
-// eventBody renders an ImagePushed event as Event Grid delivers it to a
-// Service Bus queue.
-func eventBody(t *testing.T, schema, id, repo, host string) []byte {
-	t.Helper()
-	data := map[string]any{
-		"id": id + "-data", "timestamp": "2025-03-04T21:39:47.276585742Z", "action": "push", "location": "westeurope",
-		"target": map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1609, "length": 1609,
-			"digest": "sha256:9f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809", "repository": repo, "tag": "1.4.2"},
-		"request": map[string]any{"id": id + "-req", "host": host, "method": "PUT", "useragent": "buildkit/v0.17"},
-	}
-	topic := "/subscriptions/5f3c1a2b/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/contoso"
-	var ev map[string]any
-	if schema == queue.SchemaCloudEvents {
-		ev = map[string]any{"specversion": "1.0", "id": id, "source": topic, "subject": repo + ":1.4.2",
-			"type": queue.EventTypeImagePushed, "time": "2025-03-04T21:39:47.6549614Z", "datacontenttype": "application/json", "data": data}
-	} else {
-		ev = map[string]any{"id": id, "topic": topic, "subject": repo + ":1.4.2", "eventType": queue.EventTypeImagePushed,
-			"eventTime": "2025-03-04T21:39:47.6549614Z", "data": data, "dataVersion": "1.0", "metadataVersion": "1"}
-	}
-	b, err := json.Marshal(ev)
-	require.NoError(t, err)
-	return b
 }
 
 // TestPortalMessageRefannedIntoThreeBatches: an operator sends 25
 // repositories from the portal; the Worker re-fans them into batches of
 // ABAC_BATCH_SIZE (10), which are then processed.
 func TestPortalMessageRefannedIntoThreeBatches(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	var repos []ciRepo
+	h := e2etest.New(t, e2etest.Options{})
+	var repos []e2etest.CIRepo
 	var names []string
 	for i := range 25 {
-		r := seedCI(h.reg, fmt.Sprintf("team-a/svc-%02d", i), 5)
-		repos, names = append(repos, r), append(names, r.name)
+		r := e2etest.SeedCI(h.Reg, fmt.Sprintf("team-a/svc-%02d", i), 5)
+		repos, names = append(repos, r), append(names, r.Name)
 	}
 	body, err := json.Marshal(map[string]any{"repositories": names})
 	require.NoError(t, err)
-	h.queue.put("3f9e7c2a-portal", body)
-	m := h.queue.pop()
-	resp, status, err := h.deliver(t.Context(), m, funchost.BodyObject)
+	h.Queue.Put("3f9e7c2a-portal", body)
+	m := h.Queue.Pop()
+	resp, status, err := h.Deliver(t.Context(), m, funchost.BodyObject)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)
 	assert.Contains(t, resp.Logs[0], "re-fanned out")
-	ids := h.queue.ids()
+	ids := h.Queue.IDs()
 	require.Len(t, ids, 3)
 	runID := strings.Split(ids[0], "/")[0]
 	assert.Regexp(t, `^p-[0-9a-f]{12}$`, runID)
 	assert.Equal(t, []string{runID + "/1", runID + "/2", runID + "/3"}, ids)
-	assert.Empty(t, h.reg.Deletes(), "the re-fan-out itself purges nothing")
+	assert.Empty(t, h.Reg.Deletes(), "the re-fan-out itself purges nothing")
 
-	h.drain(funchost.BodyDoubleString)
-	assert.Empty(t, h.deadLetters)
+	h.Drain(funchost.BodyDoubleString)
+	assert.Empty(t, h.DeadLetters())
 	for _, r := range repos {
-		h.assertPurged(r)
+		h.AssertPurged(r)
 	}
-	h.assertDeletesSafe(repos...)
-	rep, code := h.runReport(runID)
+	h.AssertDeletesSafe(repos...)
+	rep, code := h.RunReport(runID)
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, queue.TriggerPortal, rep.Run.Trigger)
 	assert.Equal(t, report.BatchCounts{Total: 3, Done: 3}, rep.Batches)
@@ -308,42 +285,42 @@ func TestPortalMessageRefannedIntoThreeBatches(t *testing.T) {
 // report what would go.
 func TestDryRunDeletesNothing(t *testing.T) {
 	t.Run("message asks for a dry run", func(t *testing.T) {
-		h := newHarness(t, harnessOpts{})
-		a := seedCI(h.reg, "team-a/api", 7)
-		b := seedCI(h.reg, "team-b/api", 7)
-		h.queue.put("dry-1", []byte(`{"repositories":["team-a/api","team-b/api"],"dryRun":true}`))
-		h.drain(funchost.BodyDoubleString)
+		h := e2etest.New(t, e2etest.Options{})
+		a := e2etest.SeedCI(h.Reg, "team-a/api", 7)
+		b := e2etest.SeedCI(h.Reg, "team-b/api", 7)
+		h.Queue.Put("dry-1", []byte(`{"repositories":["team-a/api","team-b/api"],"dryRun":true}`))
+		h.Drain(funchost.BodyDoubleString)
 		assertDryRun(t, h, a, b)
 	})
 	t.Run("configuration is a dry run", func(t *testing.T) {
-		h := newHarness(t, harnessOpts{settings: map[string]string{config.DryRun: "true"}})
-		a := seedCI(h.reg, "team-a/api", 7)
-		b := seedCI(h.reg, "team-b/api", 7)
-		h.queue.put("dry-2", []byte(`{"repositories":["team-a/api","team-b/api"],"dryRun":false}`))
-		h.drain(funchost.BodyDoubleString)
+		h := e2etest.New(t, e2etest.Options{Settings: map[string]string{config.DryRun: "true"}})
+		a := e2etest.SeedCI(h.Reg, "team-a/api", 7)
+		b := e2etest.SeedCI(h.Reg, "team-b/api", 7)
+		h.Queue.Put("dry-2", []byte(`{"repositories":["team-a/api","team-b/api"],"dryRun":false}`))
+		h.Drain(funchost.BodyDoubleString)
 		assertDryRun(t, h, a, b)
 
-		_, status := h.fireTimer(nightly, false)
+		_, status := h.FireTimer(nightly, false)
 		require.Equal(t, http.StatusOK, status)
-		h.drain(funchost.BodyDoubleString)
-		assert.Empty(t, h.reg.Deletes(), "the nightly run of a dry-run configuration deletes nothing")
-		rep, _ := h.runReport(nightlyRun)
+		h.Drain(funchost.BodyDoubleString)
+		assert.Empty(t, h.Reg.Deletes(), "the nightly run of a dry-run configuration deletes nothing")
+		rep, _ := h.RunReport(nightlyRun)
 		assert.True(t, rep.Run.DryRun)
 	})
 }
 
-func assertDryRun(t *testing.T, h *harness, repos ...ciRepo) {
+func assertDryRun(t *testing.T, h *e2etest.Harness, repos ...e2etest.CIRepo) {
 	t.Helper()
-	assert.Empty(t, h.deadLetters)
-	assert.Empty(t, h.reg.Deletes())
+	assert.Empty(t, h.DeadLetters())
+	assert.Empty(t, h.Reg.Deletes())
 	for _, r := range repos {
-		h.assertUntouched(r)
+		h.AssertUntouched(r)
 	}
-	rep, code := h.runReport("")
+	rep, code := h.RunReport("")
 	require.Equal(t, http.StatusOK, code)
 	assert.True(t, rep.Run.DryRun)
 	assert.Equal(t, report.RunDone, rep.Run.Status)
-	tags, manifests := expectedDeleted(repos...)
+	tags, manifests := e2etest.ExpectedDeleted(repos...)
 	assert.Equal(t, tags, rep.Totals.TagsDeleted, "what would be deleted")
 	assert.Equal(t, manifests, rep.Totals.ManifestsDeleted)
 	for _, x := range rep.Repositories {
