@@ -80,33 +80,19 @@ func readAttributes(w http.ResponseWriter, req *http.Request) (acr.Attributes, b
 
 // handleGetTag serves GET /acr/v1/{repo}/_tags/{tag}.
 func (r *Registry) handleGetTag(w http.ResponseWriter, _ *http.Request, rt route, _ string) {
-	r.mu.Lock()
-	rp := r.repos[rt.repo]
-	var t *tag
-	if rp != nil {
-		t = rp.tags[rt.ref]
-	}
-	var out tagAttributes
-	if t != nil {
-		out = tagAttributes{Registry: r.Host(), ImageName: rt.repo, Tag: wireTag(t)}
-	}
-	r.mu.Unlock()
-	switch {
-	case rp == nil:
-		nameUnknown(w, rt.repo)
-	case t == nil:
-		tagUnknown(w, rt.repo, rt.ref)
-	default:
-		writeJSON(w, http.StatusOK, out)
-	}
+	r.serveTag(w, rt, nil)
 }
 
 // handlePatchTag serves PATCH /acr/v1/{repo}/_tags/{tag}.
 func (r *Registry) handlePatchTag(w http.ResponseWriter, req *http.Request, rt route, _ string) {
-	a, ok := readAttributes(w, req)
-	if !ok {
-		return
+	if a, ok := readAttributes(w, req); ok {
+		r.serveTag(w, rt, &a)
 	}
+}
+
+// serveTag answers with a tag's attributes, after merging upd into them
+// when it is not nil.
+func (r *Registry) serveTag(w http.ResponseWriter, rt route, upd *acr.Attributes) {
 	r.mu.Lock()
 	rp := r.repos[rt.repo]
 	var t *tag
@@ -115,7 +101,9 @@ func (r *Registry) handlePatchTag(w http.ResponseWriter, req *http.Request, rt r
 	}
 	var out tagAttributes
 	if t != nil {
-		t.attrs = mergeAttrs(t.attrs, a)
+		if upd != nil {
+			t.attrs = mergeAttrs(t.attrs, *upd)
+		}
 		out = tagAttributes{Registry: r.Host(), ImageName: rt.repo, Tag: wireTag(t)}
 	}
 	r.mu.Unlock()
@@ -131,33 +119,19 @@ func (r *Registry) handlePatchTag(w http.ResponseWriter, req *http.Request, rt r
 
 // handleGetManifestAttrs serves GET /acr/v1/{repo}/_manifests/{ref}.
 func (r *Registry) handleGetManifestAttrs(w http.ResponseWriter, _ *http.Request, rt route, _ string) {
-	r.mu.Lock()
-	rp := r.repos[rt.repo]
-	var m *manifest
-	if rp != nil {
-		m = rp.resolve(rt.ref)
-	}
-	var out manifestAttributes
-	if m != nil {
-		out = manifestAttributes{Registry: r.Host(), ImageName: rt.repo, Manifest: wireManifest(m)}
-	}
-	r.mu.Unlock()
-	switch {
-	case rp == nil:
-		nameUnknown(w, rt.repo)
-	case m == nil:
-		manifestUnknown(w, rt.repo, rt.ref)
-	default:
-		writeJSON(w, http.StatusOK, out)
-	}
+	r.serveManifestAttrs(w, rt, nil)
 }
 
 // handlePatchManifest serves PATCH /acr/v1/{repo}/_manifests/{ref}.
 func (r *Registry) handlePatchManifest(w http.ResponseWriter, req *http.Request, rt route, _ string) {
-	a, ok := readAttributes(w, req)
-	if !ok {
-		return
+	if a, ok := readAttributes(w, req); ok {
+		r.serveManifestAttrs(w, rt, &a)
 	}
+}
+
+// serveManifestAttrs answers with a manifest's attributes, after merging upd
+// into them when it is not nil.
+func (r *Registry) serveManifestAttrs(w http.ResponseWriter, rt route, upd *acr.Attributes) {
 	r.mu.Lock()
 	rp := r.repos[rt.repo]
 	var m *manifest
@@ -166,7 +140,9 @@ func (r *Registry) handlePatchManifest(w http.ResponseWriter, req *http.Request,
 	}
 	var out manifestAttributes
 	if m != nil {
-		m.attrs = mergeAttrs(m.attrs, a)
+		if upd != nil {
+			m.attrs = mergeAttrs(m.attrs, *upd)
+		}
 		out = manifestAttributes{Registry: r.Host(), ImageName: rt.repo, Manifest: wireManifest(m)}
 	}
 	r.mu.Unlock()
