@@ -4,32 +4,31 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/acrpurge/acrpurge/internal/localstack"
+	"github.com/acrpurge/acrpurge/internal/benchmarks"
 )
 
 // BenchmarkRunStack runs the nightly purge of the demo registry through the
 // whole local stack (timer, queue, custom-handler protocol, Worker, emulator)
-// in batches of 10, and reports deletions per second of purging and the
-// time to seed and wire the stack.
+// in batches of 10, then the sequential baseline over an identical registry
+// (benchmarks.LocalStack), and reports deletions per second of purging, the
+// time to seed and wire the stack and the access tokens per message.
 func BenchmarkRunStack(b *testing.B) {
 	for _, n := range []int{70, 2000} {
 		b.Run(fmt.Sprintf("repositories=%d", n), func(b *testing.B) {
-			var res *localstack.Result
+			o := benchmarks.DefaultLocalStack()
+			o.Repositories = n
+			var f benchmarks.LocalStackFigures
 			for b.Loop() {
 				var err error
-				res, err = localstack.RunStack(b.Context(), localstack.Options{Repositories: n, BatchSize: 10})
-				if err != nil {
+				if f, err = benchmarks.LocalStack(b.Context(), o); err != nil {
 					b.Fatal(err)
 				}
-				if bad := res.Incomplete(); len(bad) > 0 {
-					b.Fatal(bad)
-				}
 			}
-			t := res.Runs[0].Totals
-			deletes := float64(t.TagsDeleted + t.ManifestsDeleted)
-			b.ReportMetric(deletes/res.Timings.Triggers.Seconds(), "deletes/s")
-			b.ReportMetric(res.Timings.Setup.Seconds(), "setup-s")
-			b.ReportMetric(res.Timings.Triggers.Seconds(), "purge-s")
+			b.ReportMetric(f.DeletesPerSecond, "deletes/s")
+			b.ReportMetric(f.Setup.Seconds(), "setup-s")
+			b.ReportMetric(f.Purge.Seconds(), "purge-s")
+			b.ReportMetric(f.TokensPerMessage, "tokens/message")
+			b.ReportMetric(f.Baseline.DeletesPerSecond, "baseline-deletes/s")
 		})
 	}
 }
