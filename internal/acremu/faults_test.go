@@ -1,6 +1,7 @@
 package acremu
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -145,4 +146,31 @@ func TestFaults(t *testing.T) {
 		r.SetFaults(Faults{Latency: 30 * time.Second})
 		login(t, hc, r, Identity{Name: "fast", Grants: all}, purgeScope("app"))
 	})
+}
+
+func TestWaitIdle(t *testing.T) {
+	t.Parallel()
+	const latency = 150 * time.Millisecond
+	r, hc, tok := faultyRegistry(t, Faults{Latency: latency})
+	start := time.Now()
+	go func() { _, _ = send(t, hc, http.MethodGet, r.URL()+"/acr/v1/app/_tags", tok, nil) }()
+	for r.inflight.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.WaitIdle(t.Context(), 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < latency {
+		t.Errorf("WaitIdle returned after %v, while a request was being served for %v", waited, latency)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	go func() { _, _ = send(t, hc, http.MethodGet, r.URL()+"/acr/v1/app/_tags", tok, nil) }()
+	for r.inflight.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.WaitIdle(ctx, time.Millisecond); err == nil {
+		t.Error("WaitIdle returned nil with a request in progress")
+	}
 }

@@ -39,6 +39,8 @@ type Registry struct {
 	srv  server       // listener state, guarded by its own mutex
 	host atomic.Value // string "127.0.0.1:PORT", set by the first Start
 
+	inflight atomic.Int64 // requests being served, for WaitIdle
+
 	mu         sync.Mutex // guards everything below
 	repos      map[string]*repository
 	names      []string // repository names; sorted when namesDirty is false

@@ -1,8 +1,10 @@
 package acremu
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,6 +94,8 @@ func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // ServeHTTP serves the registry's HTTP API.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	path := req.URL.EscapedPath()
@@ -288,4 +292,31 @@ func (r *Registry) challenge(w http.ResponseWriter, need acr.Scope, authErr, msg
 // quoteEscape escapes a value for a quoted-string.
 func quoteEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+// WaitIdle waits until no request has been in progress for quiet, or ctx
+// ends. A client that abandons its requests (a killed worker, a cancelled
+// invocation) can leave some of them still being served, and they may change
+// the registry after the client has returned; tests that redeliver wait for
+// those to settle first, as real redelivery (after a lock expiry) would.
+func (r *Registry) WaitIdle(ctx context.Context, quiet time.Duration) error {
+	const poll = 2 * time.Millisecond
+	var idleSince time.Time
+	for {
+		if r.inflight.Load() == 0 {
+			if idleSince.IsZero() {
+				idleSince = time.Now()
+			}
+			if time.Since(idleSince) >= quiet {
+				return nil
+			}
+		} else {
+			idleSince = time.Time{}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("acremu: still serving %d requests: %w", r.inflight.Load(), ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/purge"
 	"github.com/acrpurge/acrpurge/internal/worker"
@@ -32,7 +33,8 @@ type workerTotals struct {
 // purgeLikeWorkers purges repos the way the deployed app does (see
 // workerShape), through executors on e's clients. With a deadline, no
 // repository starts and no delete starts after it. A repository that ends
-// neither done nor partial is an error.
+// neither done nor partial, after the retries a redelivery would give, is an
+// error.
 func purgeLikeWorkers(ctx context.Context, e *env, shape workerShape, repos []string, pol *policy.Policy, deadline time.Time) (workerTotals, error) {
 	var deleted, deleteErrors atomic.Int64
 	var g errgroup.Group
@@ -49,13 +51,21 @@ func purgeLikeWorkers(ctx context.Context, e *env, shape workerShape, repos []st
 					if !deadline.IsZero() && !e.reg.Now().Before(deadline) {
 						return nil
 					}
-					res := ex.Purge(ctx, purge.Job{Repository: repo, Policy: pol, Deadline: deadline})
-					deleted.Add(res.TagsDeleted + res.ManifestsDeleted)
-					deleteErrors.Add(res.DeleteErrors)
-					if res.Status != purge.StatusDone && res.Status != purge.StatusPartial {
+					// A transient failure is tried again, as the
+					// message's redelivery would (up to the default
+					// PURGE_MAX_DELIVERIES), starting afresh.
+					for delivery := 1; ; delivery++ {
+						res := ex.Purge(ctx, purge.Job{Repository: repo, Policy: pol, Deadline: deadline})
+						deleted.Add(res.TagsDeleted + res.ManifestsDeleted)
+						deleteErrors.Add(res.DeleteErrors)
+						switch {
+						case res.Status == purge.StatusDone || res.Status == purge.StatusPartial:
+							return nil
+						case res.Status == purge.StatusFailed && res.Retryable && delivery < config.DefaultMaxDeliveries && ctx.Err() == nil:
+							continue
+						}
 						return fmt.Errorf("purge %s: %s: %s", repo, res.Status, res.Reason)
 					}
-					return nil
 				})
 			}
 			return rg.Wait()

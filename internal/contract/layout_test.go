@@ -185,7 +185,7 @@ func TestPackageOfTheRepository(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the handler; skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute) // a cold build cache
 	defer cancel()
 	out := filepath.Join(t.TempDir(), "acrpurge.zip")
 	if err := packaging.Build(ctx, r, out); err != nil {

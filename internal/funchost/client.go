@@ -255,7 +255,9 @@ func WaitReady(ctx context.Context, c *http.Client, baseURL string) error {
 			}
 			err = fmt.Errorf("status %d", res.StatusCode)
 		}
-		last = err
+		if last == nil || ctx.Err() == nil {
+			last = err // keep what the server said over "context deadline exceeded"
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

@@ -40,7 +40,7 @@ var handlerBinary = sync.OnceValues(func() (string, error) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute) // a cold build cache
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gotool, append(args, "github.com/acrpurge/acrpurge/handler")...)
 	if out, err := cmd.CombinedOutput(); err != nil {

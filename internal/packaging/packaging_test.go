@@ -79,7 +79,7 @@ var compiled = sync.OnceValues(func() (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(placeholderMain), 0o644); err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute) // a cold build cache
 	defer cancel()
 	out := filepath.Join(dir, "bin", packaging.BinaryName)
 	return out, packaging.CompileHandler(ctx, "", dir, ".", out)
@@ -307,7 +307,7 @@ func TestWriteZipRejects(t *testing.T) {
 
 func TestBuildWithCompilesTheHandlerPackage(t *testing.T) {
 	root := writeModule(t, placeholderMain, twoFunctions())
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	out := filepath.Join(root, packaging.DefaultZipPath)
 	if err := packaging.Build(ctx, root, out); err != nil {
@@ -343,7 +343,7 @@ func TestBuildWithPrebuiltBinary(t *testing.T) {
 func TestBuildReportsCompilerErrors(t *testing.T) {
 	root := writeModule(t, "package main\n\nfunc main() { undefinedThing() }\n", twoFunctions())
 	out := filepath.Join(t.TempDir(), "app.zip")
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	err := packaging.Build(ctx, root, out)
 	if err == nil {

@@ -225,8 +225,8 @@ func TestTagReasons(t *testing.T) {
 
 func TestTagRegexTimeoutFailsRepository(t *testing.T) {
 	for _, js := range []string{
-		`{"rules":[{"filters":["r:(a+)+$"],"ago":"1d"}],"filterTimeout":"1ms"}`,
-		`{"rules":[{"filters":["r:.*"],"ago":"1d"}],"protect":["(a+)+$"],"filterTimeout":"1ms"}`,
+		`{"rules":[{"filters":["r:(a+)+$"],"ago":"1d"}],"filterTimeout":"200ms"}`,
+		`{"rules":[{"filters":["r:.*"],"ago":"1d"}],"protect":["(a+)+$"],"filterTimeout":"200ms"}`,
 	} {
 		p := mustParse(t, js)
 		rp := mustPlanner(t, p, "r")

@@ -314,7 +314,7 @@ func TestTimeoutEndsPartial(t *testing.T) {
 	reg.SetFaults(acremu.Faults{Latency: 60 * time.Millisecond})
 	c.deps.progressEvery = 50 * time.Millisecond
 
-	res := c.run(nil, c.args("--dry-run=false", "--output", "json", "--timeout", "300ms", "--concurrency", "1")...)
+	res := c.run(nil, c.args("--dry-run=false", "--output", "json", "--timeout", "1s", "--concurrency", "1")...)
 	require.Equal(t, exitIncomplete, res.code, res.stderr)
 	rep := decodeReport(t, res.stdout)
 	assert.Positive(t, rep.Totals.Partial+rep.Totals.NotStarted)

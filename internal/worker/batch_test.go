@@ -355,7 +355,9 @@ func TestCancelledInvocationKeepsProgressAndRetries(t *testing.T) {
 	msg := queue.Message{RunID: "s-cancel", Repositories: repos}
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		for len(reg.Deletes()) < 3 {
+		// One more than the concurrency: a delete can only start after an
+		// earlier one has been answered, so some progress is known.
+		for len(reg.Deletes()) < 5 {
 			time.Sleep(2 * time.Millisecond)
 		}
 		cancel()
@@ -372,6 +374,9 @@ func TestCancelledInvocationKeepsProgressAndRetries(t *testing.T) {
 	}
 	assert.Positive(t, saved, "what was deleted before the cancellation is recorded")
 
+	// Requests the cancelled invocation left behind settle before the
+	// redelivery, as they would before a message lock expires.
+	require.NoError(t, reg.WaitIdle(t.Context(), 50*time.Millisecond))
 	reg.SetFaults(acremu.Faults{})
 	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 2})
 	require.NoError(t, err)
