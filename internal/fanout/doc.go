@@ -18,12 +18,12 @@
 // # Run IDs
 //
 // A timer firing maps to its schedule occurrence: occ = Schedule.Prev(At).
-// When At is at most RetryWindow (15 minutes) after occ, or the host says the
+// When At is at most RetryWindow (40 minutes) after occ, or the host says the
 // firing is past due, the run is the scheduled one: ID "s-" + occ formatted
 // as 20060102T150405Z, trigger "schedule". The window covers the timer's retry
-// policy (functions/Scheduler/function.json: 2 retries 1 minute apart) and
-// host start-up delays, so a retried or duplicated firing finds the run it
-// already created: if that run is enqueued nothing is sent again; if it is
+// policy (functions/Scheduler/function.json: 2 retries 1 minute apart), each
+// attempt bounded by RunTimeout (10 minutes), and host start-up delays, so a
+// retried or duplicated firing finds the run it already created: if that run is enqueued nothing is sent again; if it is
 // not (a crash mid-send), every message is sent again (duplicate detection
 // drops what already went) and the run is then marked enqueued.
 //

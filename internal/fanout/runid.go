@@ -7,9 +7,16 @@ import (
 	"github.com/acrpurge/acrpurge/internal/schedule"
 )
 
+// RunTimeout bounds one Scheduler invocation (listing, run rows, sending), so
+// that its retries stay inside RetryWindow.
+const RunTimeout = 10 * time.Minute
+
 // RetryWindow is how long after a schedule occurrence a firing still counts
-// as that occurrence (a retry of the timer function or a late start).
-const RetryWindow = 15 * time.Minute
+// as that occurrence: the first attempt and the timer's two retries a minute
+// apart (functions/Scheduler/function.json), each bounded by RunTimeout, plus
+// a start-up delay. A retry that came later would get a new run ID and send
+// every batch again.
+const RetryWindow = 3*(RunTimeout+time.Minute) + 7*time.Minute
 
 // RunIDLayout formats the time part of run IDs.
 const RunIDLayout = "20060102T150405Z"

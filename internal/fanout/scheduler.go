@@ -88,6 +88,8 @@ func (s *Scheduler) Run(ctx context.Context, f Firing) (Summary, error) {
 	}
 	id, trigger := RunID(s.o.Schedule, f)
 	log := s.log.With("run", id)
+	ctx, cancel := context.WithTimeout(ctx, RunTimeout)
+	defer cancel()
 	sum := Summary{RunID: id, Trigger: trigger, DryRun: s.o.DryRun}
 
 	// A retried firing of an enqueued run need not list the catalog again.

@@ -1,6 +1,7 @@
 package fanout_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -37,7 +38,8 @@ func TestRunID(t *testing.T) {
 		{"first retry", fanout.Firing{At: occ.Add(time.Minute + 3*time.Second)}, "s-20250304T020000Z", queue.TriggerSchedule},
 		{"edge of the window", fanout.Firing{At: occ.Add(fanout.RetryWindow)}, "s-20250304T020000Z", queue.TriggerSchedule},
 		{"other time zone", fanout.Firing{At: occ.Add(2 * time.Minute).In(time.FixedZone("X", 5*3600))}, "s-20250304T020000Z", queue.TriggerSchedule},
-		{"manual later", fanout.Firing{At: occ.Add(fanout.RetryWindow + time.Second)}, "m-20250304T021501Z", queue.TriggerManual},
+		{"last retry after two attempts ran out of time", fanout.Firing{At: occ.Add(2*(fanout.RunTimeout+time.Minute) + 5*time.Minute)}, "s-20250304T020000Z", queue.TriggerSchedule},
+		{"manual later", fanout.Firing{At: occ.Add(fanout.RetryWindow + time.Second)}, "m-20250304T024001Z", queue.TriggerManual},
 		{"manual before", fanout.Firing{At: occ.Add(-time.Hour)}, "m-20250304T010000Z", queue.TriggerManual},
 		{"past due catches up the missed occurrence", fanout.Firing{At: occ.Add(5 * time.Hour), PastDue: true}, "s-20250304T020000Z", queue.TriggerSchedule},
 	}
@@ -283,4 +285,28 @@ func TestNewValidates(t *testing.T) {
 	for _, want := range []string{"policy", "batch size", "catalog", "store", "sender"} {
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+// deadlineCatalog records the deadline of the context it is called with.
+type deadlineCatalog struct{ deadline *time.Time }
+
+func (c deadlineCatalog) Catalog(ctx context.Context, fn func([]string) error) error {
+	if d, ok := ctx.Deadline(); ok {
+		*c.deadline = d
+	}
+	return fn([]string{"team-a/api"})
+}
+
+func TestSchedulerRunIsBounded(t *testing.T) {
+	var got time.Time
+	s, err := fanout.New(fanout.Options{
+		Policy: mustPolicy(t, `{"rules":[{"filters":["team-a/.*:.*"],"ago":"30d"}]}`), BatchSize: 10,
+		Catalog: deadlineCatalog{&got}, Store: checkpoint.NewMemory(), Sender: fanouttest.NewSender(),
+	})
+	require.NoError(t, err)
+	_, err = s.Run(t.Context(), fanout.Firing{At: time.Now()})
+	require.NoError(t, err)
+	require.False(t, got.IsZero(), "the catalog is listed under a deadline")
+	assert.WithinDuration(t, time.Now().Add(fanout.RunTimeout), got, 5*time.Second)
+	assert.Less(t, 3*(fanout.RunTimeout+time.Minute), fanout.RetryWindow, "three bounded attempts fit in the retry window")
 }
