@@ -334,13 +334,15 @@ func advanceAt(reg func() *acremu.Registry, d time.Duration, at *[]int64) func(h
 }
 
 // accessTokenExpires: the shared clock jumps past the access token's 75
-// minutes while deletes run; the broker renews the token (and only the
-// access token) and the run completes.
+// minutes while deletes run, and so past the message deadline (at most 10
+// minutes): the repository stops mid-way and carries on in a continuation,
+// for which the broker renews the cached token (and only the access token);
+// the run completes. (A 401 within one invocation is registryClockAhead.)
 func accessTokenExpires(t *testing.T, p params, rng *rand.Rand) {
 	var w *world
 	var at []int64
 	w = newWorld(t, worldOpts{
-		settings: map[string]string{config.MessageDeadline: "2h"},
+		settings: map[string]string{config.MessageDeadline: "10m"},
 		hooks:    e2etest.Hooks{Transport: advanceAt(func() *acremu.Registry { return w.h.Reg }, 76*time.Minute, &at)},
 	})
 	w.populate(rng, p)
@@ -382,7 +384,7 @@ func refreshTokenRollsOver(t *testing.T, p params, rng *rand.Rand) {
 	var w *world
 	var at []int64
 	w = newWorld(t, worldOpts{
-		settings: map[string]string{config.MessageDeadline: "2h", config.BatchSize: "2"},
+		settings: map[string]string{config.MessageDeadline: "10m", config.BatchSize: "2"},
 		hooks:    e2etest.Hooks{Transport: advanceAt(func() *acremu.Registry { return w.h.Reg }, 76*time.Minute, &at)},
 	})
 	w.populate(rng, p)

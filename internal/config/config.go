@@ -60,10 +60,14 @@ const (
 	DefaultDeletesPerMinute = 400
 	DefaultPushDebounce     = 10 * time.Minute
 	DefaultMessageDeadline  = 8 * time.Minute
-	DefaultMaxDeliveries    = 5
+	// MaxMessageDeadline keeps an invocation (deadline, grace, set-up) inside
+	// the 15 minutes host.json renews a message's lock for; past that,
+	// Service Bus would deliver the message again while it is being worked.
+	MaxMessageDeadline   = 10 * time.Minute
+	DefaultMaxDeliveries = 5
 	// MaxBatchSize keeps one batch's checkpoint rows (repositories + the batch row)
 	// inside one Table Storage transaction (100 operations).
-	MaxBatchSize = 50
+	MaxBatchSize = queue.MaxBatchRepositories
 )
 
 // Config is the validated configuration.
@@ -170,7 +174,7 @@ func Load(getenv func(string) string, need Requirement) (*Config, error) {
 		}
 	}
 	c.PushDebounce = l.duration(PushDebounce, DefaultPushDebounce, 0, 24*time.Hour)
-	c.MessageDeadline = l.duration(MessageDeadline, DefaultMessageDeadline, time.Second, 2*time.Hour)
+	c.MessageDeadline = l.duration(MessageDeadline, DefaultMessageDeadline, time.Second, MaxMessageDeadline)
 	c.MaxDeliveries = l.intIn(MaxDeliveries, DefaultMaxDeliveries, 1, 2000)
 
 	if need.Port {

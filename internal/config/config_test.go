@@ -138,6 +138,7 @@ func TestEveryInvalidSettingIsNamed(t *testing.T) {
 		{config.PushDebounce, "25h", "duration"},
 		{config.MessageDeadline, "500ms", "duration"},
 		{config.MessageDeadline, "3h", "duration"},
+		{config.MessageDeadline, "11m", "duration"},
 		{config.MaxDeliveries, "0", "whole number"},
 		{config.HandlerPort, "", "is required"},
 		{config.HandlerPort, "70000", "from 1 to 65535"},

@@ -13,6 +13,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/app"
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/packaging"
+	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
 // hostJSON is the part of host.json the contract checks.
@@ -68,10 +69,14 @@ func TestHostJSON(t *testing.T) {
 		t.Error(`extensions.http.routePrefix must be "api": the run report is documented at /api/runs/{runId}`)
 	}
 
-	// The message deadline must end well before the host gives up on the
-	// message: lock renewal and the function timeout both outlast it, also
-	// for the deadline infra deploys.
-	deadlines := map[string]time.Duration{"config.DefaultMessageDeadline": config.DefaultMessageDeadline}
+	// An invocation (message deadline, grace, set-up) must end before the
+	// host gives up on the message: lock renewal and the function timeout
+	// both outlast it, for the default, the largest allowed and the
+	// deadline infra deploys.
+	deadlines := map[string]time.Duration{
+		"config.DefaultMessageDeadline": config.DefaultMessageDeadline,
+		"config.MaxMessageDeadline":     config.MaxMessageDeadline,
+	}
 	if d, err := time.ParseDuration(unquote(t, mainBicep(t).param(t, "messageDeadline").def)); err != nil {
 		t.Errorf("infra messageDeadline default: %v", err)
 	} else {
@@ -86,11 +91,12 @@ func TestHostJSON(t *testing.T) {
 		t.Fatalf("functionTimeout: %v", err)
 	}
 	for name, d := range deadlines {
+		d += worker.Grace + worker.SetupTimeout
 		if renew <= d {
-			t.Errorf("serviceBus.maxAutoLockRenewalDuration %v is not above %s %v", renew, name, d)
+			t.Errorf("serviceBus.maxAutoLockRenewalDuration %v is not above %s plus grace and set-up (%v)", renew, name, d)
 		}
 		if timeout <= d {
-			t.Errorf("functionTimeout %v is not above %s %v", timeout, name, d)
+			t.Errorf("functionTimeout %v is not above %s plus grace and set-up (%v)", timeout, name, d)
 		}
 	}
 }

@@ -225,12 +225,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown own field", ownBody(func(m map[string]any) { m["policy"] = "x" }), `unknown field "policy" in a acrpurge message`},
 		{"case variant", ownBody(func(m map[string]any) { m["RunId"] = "x" }), `unknown field "RunId"`},
 		{"too many repos", ownBody(func(m map[string]any) {
-			r := make([]string, MaxRepositories+1)
+			r := make([]string, MaxBatchRepositories+1)
 			for i := range r {
 				r[i] = "r" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + "/" + strings.Repeat("n", 1+i/26)
 			}
 			m["repositories"] = r
-		}), "more than 1000"},
+		}), "more than the 50 of the largest batch"},
 
 		// Portal shape.
 		{"portal both", []byte(`{"repository":"a","repositories":["b"]}`), "either"},

@@ -20,8 +20,13 @@ const (
 	MaxBatches = 100000
 	// MaxResume bounds Resume.N, the number of continuations of one batch.
 	MaxResume = 100000
-	// MaxRepositories bounds the repositories of one own or portal message.
+	// MaxRepositories bounds the repositories of one portal message (it is
+	// re-fanned out in batches).
 	MaxRepositories = 1000
+	// MaxBatchRepositories bounds the repositories of one own message: the
+	// largest ABAC_BATCH_SIZE, whose checkpoint rows fit one Table Storage
+	// transaction.
+	MaxBatchRepositories = 50
 	// MaxCursorBytes bounds one opaque resume cursor.
 	MaxCursorBytes = 8 << 10
 	// MaxMessageIDLength is the Service Bus limit on MessageID.
@@ -54,6 +59,14 @@ type Message struct {
 type Resume struct {
 	N       int                        `json:"n"`                 // continuation number, 1..
 	Cursors map[string]json.RawMessage `json:"cursors,omitempty"` // opaque per-repository cursor
+}
+
+// Number is the continuation number: 0 for a message that is not one.
+func (r *Resume) Number() int {
+	if r == nil {
+		return 0
+	}
+	return r.N
 }
 
 // MessageID is the Service Bus MessageID of m: "runId/batch", or
@@ -89,8 +102,8 @@ func (m Message) Validate() error {
 	if len(m.Repositories) == 0 {
 		return rejectf("repositories is empty")
 	}
-	if len(m.Repositories) > MaxRepositories {
-		return rejectf("%d repositories, more than %d", len(m.Repositories), MaxRepositories)
+	if len(m.Repositories) > MaxBatchRepositories {
+		return rejectf("%d repositories, more than the %d of the largest batch", len(m.Repositories), MaxBatchRepositories)
 	}
 	seen := make(map[string]int, len(m.Repositories))
 	for i, r := range m.Repositories {

@@ -56,6 +56,19 @@ func terminal(s checkpoint.Status) bool {
 	return false
 }
 
+// save writes progress, stamping what it writes with the current time so that
+// a run's report tells an active batch from a stuck one.
+func (w *Worker) save(ctx context.Context, runID string, rows []checkpoint.Repo, batch *checkpoint.Batch) error {
+	now := w.o.Now()
+	for i := range rows {
+		rows[i].Updated = now
+	}
+	if batch != nil {
+		batch.Updated = now
+	}
+	return w.o.Store.SaveProgress(ctx, runID, rows, batch)
+}
+
 // process runs one batch: see the package docs.
 func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outcome) (Outcome, error) {
 	start := w.o.Now()
@@ -70,6 +83,14 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 		batch = checkpoint.Batch{RunID: job.runID, N: job.n, Repositories: job.repos}
 	} else if err != nil {
 		return out, fmt.Errorf("run %s batch %d: %w", job.runID, job.n, err)
+	}
+	// A message that a continuation has replaced (its delivery sent the
+	// continuation, then failed, and it came back) must not purge alongside
+	// the continuation: the newest continuation owns the batch.
+	if n := job.resume.Number(); n < batch.Continuations {
+		out.Summary = fmt.Sprintf("run %s batch %d: superseded by continuation %d; nothing to do", job.runID, job.n, batch.Continuations)
+		log.Info("message superseded by a continuation: completed without work", "continuation", batch.Continuations, "resume", n)
+		return out, nil
 	}
 	batch.Status, batch.Error = checkpoint.StatusRunning, ""
 	batch.Deliveries = max(batch.Deliveries, d.DeliveryCount)
@@ -102,7 +123,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 			st.work = true
 		}
 	}
-	if err := w.o.Store.SaveProgress(ctx, job.runID, first, &batch); err != nil {
+	if err := w.save(ctx, job.runID, first, &batch); err != nil {
 		return out, fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 	}
 
@@ -154,7 +175,7 @@ func (w *Worker) purgeAll(ctx context.Context, log *slog.Logger, job batchJob, s
 	}
 	if len(forbidden) > 0 {
 		log.Warn("repositories not permitted", "count", len(forbidden))
-		if err := w.o.Store.SaveProgress(ctx, job.runID, forbidden, nil); err != nil {
+		if err := w.save(ctx, job.runID, forbidden, nil); err != nil {
 			err = fmt.Errorf("save progress: %w", err)
 			for _, st := range work {
 				if !st.work {
@@ -216,7 +237,7 @@ func (w *Worker) purgeOne(ctx context.Context, log *slog.Logger, exec *purge.Exe
 	}
 	st.row.Status, st.row.Cursor, st.row.Batch = checkpoint.StatusPartial, string(raw), job.n
 	st.row.Attempts++
-	if err := w.o.Store.SaveProgress(ctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
+	if err := w.save(ctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
 		st.retry = fmt.Errorf("save progress: %w", err)
 		return
 	}
@@ -230,7 +251,7 @@ func (w *Worker) purgeOne(ctx context.Context, log *slog.Logger, exec *purge.Exe
 	// Keep the progress even when the host cancelled the invocation.
 	sctx, cancel := detached(ctx)
 	defer cancel()
-	if err := w.o.Store.SaveProgress(sctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
+	if err := w.save(sctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
 		st.retry = fmt.Errorf("save progress: %w", err)
 		return
 	}
@@ -262,6 +283,14 @@ func (w *Worker) startCursor(log *slog.Logger, job batchJob, st *repoState) *pol
 		if err := json.Unmarshal([]byte(raw), &c); err != nil || c.PlanTime.IsZero() ||
 			(c.Phase != policy.PhaseTags && c.Phase != policy.PhaseManifests) {
 			log.Warn("ignoring an unreadable resume cursor", "repository", st.name)
+			continue
+		}
+		// The plan time is the "now" that ages are measured from: a later
+		// one would make new images look old, so a cursor (which a message
+		// sent by hand can carry) never moves it past the clock.
+		if now := w.o.Now(); c.PlanTime.After(now.Add(MaxClockSkew)) {
+			log.Warn("ignoring a resume cursor planned in the future", "repository", st.name,
+				"planTime", c.PlanTime, "now", now)
 			continue
 		}
 		return &c
@@ -347,27 +376,33 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 			job.runID, job.n, len(retry), len(job.repos), errors.Join(retryErrs...))
 		if !last {
 			batch.Error = failErr.Error()
-			if err := w.o.Store.SaveProgress(sctx, job.runID, nil, &batch); err != nil {
+			if err := w.save(sctx, job.runID, nil, &batch); err != nil {
 				log.Error("could not record the batch's failure", "err", err)
 			}
 			return w.outcome(out, states), failErr
 		}
 		// Last delivery: nobody will try these again; say so.
-		rows := make([]checkpoint.Repo, 0, len(retry))
 		for _, st := range retry {
-			st.row.Status = checkpoint.StatusFailed
-			st.row.Reason = fmt.Sprintf("gave up after %d deliveries", d.DeliveryCount)
 			st.row.Error = st.retry.Error()
-			rows = append(rows, st.row)
 		}
-		if err := w.o.Store.SaveProgress(sctx, job.runID, rows, nil); err != nil {
+		rows := w.failRows(retry, fmt.Sprintf("gave up after %d deliveries", d.DeliveryCount))
+		if err := w.save(sctx, job.runID, rows, nil); err != nil {
 			log.Error("could not record the failed repositories", "err", err)
 		}
 	}
 
 	if len(unfinished) > 0 {
 		if err := w.continueBatch(sctx, log, job, &batch, unfinished); err != nil {
-			return w.outcome(out, states), errors.Join(failErr, err)
+			err = errors.Join(failErr, err)
+			if last {
+				w.giveUp(sctx, log, job, &batch, unfinished, fmt.Sprintf("gave up after %d deliveries: the continuation could not be sent", d.DeliveryCount), err)
+			} else {
+				batch.Error = err.Error()
+				if serr := w.save(sctx, job.runID, nil, &batch); serr != nil {
+					log.Error("could not record the batch's failure", "err", serr)
+				}
+			}
+			return w.outcome(out, states), err
 		}
 		out.Continued = batch.Status == checkpoint.StatusContinued
 	} else {
@@ -376,8 +411,15 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 	if failErr != nil {
 		batch.Status, batch.Error = checkpoint.StatusFailed, failErr.Error()
 	}
-	if err := w.o.Store.SaveProgress(sctx, job.runID, nil, &batch); err != nil {
-		return w.outcome(out, states), errors.Join(failErr, fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err))
+	if err := w.save(sctx, job.runID, nil, &batch); err != nil {
+		err = fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
+		if out.Continued && failErr == nil {
+			// The continuation owns the rest of the batch; a redelivery of
+			// this message would only duplicate its work.
+			log.Error("could not record the continuation in the batch row; completing anyway", "err", err)
+			return w.outcome(out, states), nil
+		}
+		return w.outcome(out, states), errors.Join(failErr, err)
 	}
 	return w.outcome(out, states), failErr
 }
@@ -390,16 +432,12 @@ func (w *Worker) continueBatch(ctx context.Context, log *slog.Logger, job batchJ
 		n = job.resume.N + 1
 	}
 	if n > MaxContinuations {
-		rows := make([]checkpoint.Repo, 0, len(unfinished))
-		for _, st := range unfinished {
-			st.row.Status = checkpoint.StatusFailed
-			st.row.Reason = fmt.Sprintf("no progress after %d continuations", MaxContinuations)
-			rows = append(rows, st.row)
-		}
-		if err := w.o.Store.SaveProgress(ctx, job.runID, rows, nil); err != nil {
+		reason := fmt.Sprintf("not finished after %d continuations", MaxContinuations)
+		rows := w.failRows(unfinished, reason)
+		if err := w.save(ctx, job.runID, rows, nil); err != nil {
 			return fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 		}
-		batch.Status = checkpoint.StatusDone
+		batch.Status, batch.Error = checkpoint.StatusFailed, fmt.Sprintf("%d repositories %s", len(rows), reason)
 		log.Error("batch gave up after too many continuations", "repositories", len(rows))
 		return nil
 	}
@@ -430,6 +468,29 @@ func (w *Worker) continueBatch(ctx context.Context, log *slog.Logger, job batchJ
 	batch.Status, batch.Continuations = checkpoint.StatusContinued, n
 	log.Info("deadline reached: continuation sent", "continuation", n, "repositories", len(unfinished), "messageIdSent", o.ID)
 	return nil
+}
+
+// failRows marks the states failed with reason and returns their rows.
+func (w *Worker) failRows(states []*repoState, reason string) []checkpoint.Repo {
+	rows := make([]checkpoint.Repo, 0, len(states))
+	for _, st := range states {
+		st.row.Status, st.row.Reason = checkpoint.StatusFailed, reason
+		rows = append(rows, st.row)
+	}
+	return rows
+}
+
+// giveUp records, on the last delivery, that nobody will finish the states'
+// repositories or the batch.
+func (w *Worker) giveUp(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, states []*repoState, reason string, cause error) {
+	rows := w.failRows(states, reason)
+	for i := range rows {
+		rows[i].Error = cause.Error()
+	}
+	batch.Status, batch.Error = checkpoint.StatusFailed, cause.Error()
+	if err := w.save(ctx, job.runID, rows, batch); err != nil {
+		log.Error("could not record the batch's failure", "err", err)
+	}
 }
 
 // outcome adds the repositories' outcomes to out.

@@ -208,7 +208,11 @@ func TestTooManyContinuationsFail(t *testing.T) {
 	rows, err := f.store.GetRepos(t.Context(), msg.RunID, msg.Repositories)
 	require.NoError(t, err)
 	assert.Equal(t, checkpoint.StatusFailed, rows["team-a/r1"].Status)
-	assert.Contains(t, rows["team-a/r1"].Reason, "no progress after 50 continuations")
+	assert.Contains(t, rows["team-a/r1"].Reason, "not finished after 50 continuations")
+	b, err := f.store.GetBatch(t.Context(), msg.RunID, 1)
+	require.NoError(t, err)
+	assert.Equal(t, checkpoint.StatusFailed, b.Status, "the batch is not done either")
+	assert.Contains(t, b.Error, "not finished after 50 continuations")
 }
 
 func TestTransientFailuresAreRetriedThenRecorded(t *testing.T) {

@@ -11,8 +11,9 @@
 //     name a run, a batch and its repositories; the batch is processed.
 //     A missing run row is created from the message.
 //   - Portal messages ({"repositories":[…]} or {"repository":"…"}) become a
-//     run "p-" + the first 12 hex digits of sha256(MessageID), trigger
-//     portal. Up to ABAC_BATCH_SIZE repositories are processed at once as
+//     run "p-" + the first 12 hex digits of sha256(MessageID and
+//     EnqueuedTimeUtc, which redeliveries share and a later re-send with the
+//     same MessageID does not), trigger portal. Up to ABAC_BATCH_SIZE repositories are processed at once as
 //     the run's only batch; more are re-fanned out as own messages with
 //     fanout.Enqueue. A message may ask for a dry run, never for deletes
 //     the configuration does not allow (PURGE_DRY_RUN wins).

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/fanout"
@@ -49,11 +50,17 @@ func (w *Worker) own(ctx context.Context, log *slog.Logger, d Delivery, m *queue
 
 // portal handles {"repositories":[…]} sent by an operator.
 func (w *Worker) portal(ctx context.Context, log *slog.Logger, d Delivery, dec queue.Decoded) (Outcome, error) {
+	// Redeliveries share the MessageID and the enqueue time; a message sent
+	// again later with the same MessageID (a script with a fixed ID, a
+	// re-send from Service Bus Explorer) is a new request and a new run.
 	key := d.MessageID
 	if key == "" {
 		// Service Bus always sets a MessageID; without one, the body and
 		// enqueue time identify the message.
-		key = string(d.Body) + "@" + d.EnqueuedAt.UTC().String()
+		key = string(d.Body)
+	}
+	if !d.EnqueuedAt.IsZero() {
+		key += "@" + d.EnqueuedAt.UTC().Format(time.RFC3339Nano)
 	}
 	runID := hashID("p-", key)
 	dryRun := dec.DryRun || w.o.DryRun

@@ -25,6 +25,14 @@ const (
 	// RepoParallelism bounds the repositories of one message purged at once
 	// (their deletes share the executor's Concurrency).
 	RepoParallelism = 4
+	// MaxClockSkew is how far in the future a resume cursor's plan time may
+	// be (clocks of different instances differ a little).
+	MaxClockSkew = 5 * time.Minute
+	// SetupTimeout is the time one invocation may spend beyond Deadline and
+	// Grace: reading and creating run rows, a re-fan-out, the debounce
+	// lookup. With the largest PURGE_MESSAGE_DEADLINE the invocation ends
+	// within the 15 minutes the host renews the message lock for.
+	SetupTimeout = 2 * time.Minute
 	// saveTimeout bounds a checkpoint write made after the invocation's
 	// context ended, so progress is kept when the host cancels.
 	saveTimeout = 15 * time.Second
@@ -167,6 +175,8 @@ func (w *Worker) Handle(ctx context.Context, d Delivery) (Outcome, error) {
 	if d.DeliveryCount < 1 {
 		d.DeliveryCount = 1
 	}
+	ctx, cancel := context.WithTimeout(ctx, w.o.Deadline+Grace+SetupTimeout)
+	defer cancel()
 	log := w.log.With("messageId", d.MessageID, "deliveryCount", d.DeliveryCount)
 	dec, err := queue.Decode(d.Body)
 	if err != nil {
