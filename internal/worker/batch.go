@@ -375,17 +375,14 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 		failErr = fmt.Errorf("run %s batch %d: %d of %d repositories failed transiently: %w",
 			job.runID, job.n, len(retry), len(job.repos), errors.Join(retryErrs...))
 		if !last {
-			batch.Error = failErr.Error()
-			if err := w.save(sctx, job.runID, nil, &batch); err != nil {
-				log.Error("could not record the batch's failure", "err", err)
-			}
+			w.recordBatchError(sctx, log, job, &batch, failErr)
 			return w.outcome(out, states), failErr
 		}
 		// Last delivery: nobody will try these again; say so.
 		for _, st := range retry {
 			st.row.Error = st.retry.Error()
 		}
-		rows := w.failRows(retry, fmt.Sprintf("gave up after %d deliveries", d.DeliveryCount))
+		rows := failRows(retry, fmt.Sprintf("gave up after %d deliveries", d.DeliveryCount))
 		if err := w.save(sctx, job.runID, rows, nil); err != nil {
 			log.Error("could not record the failed repositories", "err", err)
 		}
@@ -397,10 +394,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 			if last {
 				w.giveUp(sctx, log, job, &batch, unfinished, fmt.Sprintf("gave up after %d deliveries: the continuation could not be sent", d.DeliveryCount), err)
 			} else {
-				batch.Error = err.Error()
-				if serr := w.save(sctx, job.runID, nil, &batch); serr != nil {
-					log.Error("could not record the batch's failure", "err", serr)
-				}
+				w.recordBatchError(sctx, log, job, &batch, err)
 			}
 			return w.outcome(out, states), err
 		}
@@ -427,13 +421,10 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 // continueBatch sends the continuation message for the unfinished
 // repositories, or fails them after MaxContinuations.
 func (w *Worker) continueBatch(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, unfinished []*repoState) error {
-	n := 1
-	if job.resume != nil {
-		n = job.resume.N + 1
-	}
+	n := job.resume.Number() + 1
 	if n > MaxContinuations {
 		reason := fmt.Sprintf("not finished after %d continuations", MaxContinuations)
-		rows := w.failRows(unfinished, reason)
+		rows := failRows(unfinished, reason)
 		if err := w.save(ctx, job.runID, rows, nil); err != nil {
 			return fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 		}
@@ -471,7 +462,7 @@ func (w *Worker) continueBatch(ctx context.Context, log *slog.Logger, job batchJ
 }
 
 // failRows marks the states failed with reason and returns their rows.
-func (w *Worker) failRows(states []*repoState, reason string) []checkpoint.Repo {
+func failRows(states []*repoState, reason string) []checkpoint.Repo {
 	rows := make([]checkpoint.Repo, 0, len(states))
 	for _, st := range states {
 		st.row.Status, st.row.Reason = checkpoint.StatusFailed, reason
@@ -480,10 +471,19 @@ func (w *Worker) failRows(states []*repoState, reason string) []checkpoint.Repo 
 	return rows
 }
 
+// recordBatchError records err in the batch row of a delivery that will be
+// retried.
+func (w *Worker) recordBatchError(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, err error) {
+	batch.Error = err.Error()
+	if serr := w.save(ctx, job.runID, nil, batch); serr != nil {
+		log.Error("could not record the batch's failure", "err", serr)
+	}
+}
+
 // giveUp records, on the last delivery, that nobody will finish the states'
 // repositories or the batch.
 func (w *Worker) giveUp(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, states []*repoState, reason string, cause error) {
-	rows := w.failRows(states, reason)
+	rows := failRows(states, reason)
 	for i := range rows {
 		rows[i].Error = cause.Error()
 	}
