@@ -149,29 +149,21 @@ func cloneGrants(gs []Grant) []Grant {
 // allowed returns the actions the identity's grants allow on repository
 // name. Caller holds r.mu.
 func (id *identity) allowed(name string) map[string]bool {
-	out := map[string]bool{}
 	lname := strings.ToLower(name)
-	for _, g := range id.grants {
-		if !strings.HasPrefix(lname, strings.ToLower(g.RepositoryPrefix)) {
-			continue
-		}
-		acts := g.Actions
-		if acts == nil {
-			acts = DefaultActions()
-		}
-		for _, a := range acts {
-			out[a] = true
-		}
-	}
-	return out
+	return id.actionsOf(func(g Grant) bool { return strings.HasPrefix(lname, strings.ToLower(g.RepositoryPrefix)) })
 }
 
 // allowedEverywhere returns the actions granted on every repository (grants
 // with an empty prefix). Caller holds r.mu.
 func (id *identity) allowedEverywhere() map[string]bool {
+	return id.actionsOf(func(g Grant) bool { return g.RepositoryPrefix == "" })
+}
+
+// actionsOf returns the union of the actions of the grants that match.
+func (id *identity) actionsOf(match func(Grant) bool) map[string]bool {
 	out := map[string]bool{}
 	for _, g := range id.grants {
-		if g.RepositoryPrefix != "" {
+		if !match(g) {
 			continue
 		}
 		acts := g.Actions
