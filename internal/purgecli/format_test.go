@@ -39,7 +39,6 @@ func TestShortDigest(t *testing.T) {
 	}
 }
 
-func TestOneLineAndByReason(t *testing.T) {
-	assert.Equal(t, "a b c", oneLine(" a\nb\t c \n"))
+func TestByReason(t *testing.T) {
 	assert.Equal(t, "keep 3, locked 1, too-new 1", byReason(map[string]int64{"too-new": 1, "keep": 3, "locked": 1}))
 }

@@ -32,7 +32,7 @@ func writeJSON(w io.Writer, rep *report) error {
 // writeTable writes the report for people: the items, why the rest was
 // kept, a per-repository summary, problems, and the totals.
 func writeTable(w io.Writer, rep *report) error {
-	ew := &errWriter{w: w}
+	ew := runreport.NewErrWriter(w)
 	if rep.DryRun {
 		fmt.Fprintf(ew, "%s\n\n", dryRunBanner)
 	}
@@ -46,8 +46,8 @@ func writeTable(w io.Writer, rep *report) error {
 	if rep.DryRun {
 		fmt.Fprintf(ew, "\n%s\n", dryRunFooter)
 	}
-	if ew.err != nil {
-		return fmt.Errorf("write report: %w", ew.err)
+	if err := ew.Err(); err != nil {
+		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
 }
@@ -74,7 +74,7 @@ func writeItems(w io.Writer, rep *report) {
 				ref, size = shortDigest(it.Digest), runreport.Bytes(it.Size)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Repository, it.Kind, ref,
-				it.Action, it.Reason, dash(it.Rule), size, oneLine(it.Error))
+				it.Action, it.Reason, dash(it.Rule), size, runreport.OneLine(it.Error))
 		}
 	}
 	tw.Flush()
@@ -136,7 +136,7 @@ func writeProblems(w io.Writer, rep *report) {
 	var lines []string
 	for _, r := range rep.Repositories {
 		if r.Status != string(purge.StatusDone) {
-			lines = append(lines, fmt.Sprintf("  %s: %s: %s", r.Repository, r.Status, oneLine(cmp.Or(r.Reason, "no reason given"))))
+			lines = append(lines, fmt.Sprintf("  %s: %s: %s", r.Repository, r.Status, runreport.OneLine(cmp.Or(r.Reason, "no reason given"))))
 		}
 		if r.DeleteErrors > 0 {
 			lines = append(lines, fmt.Sprintf("  %s: %d %s failed and left in place (see ERROR above)",
@@ -213,25 +213,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// oneLine keeps a message on one table row.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// errWriter remembers the first write error so the renderers can stay
-// simple.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
 }

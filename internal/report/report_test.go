@@ -3,6 +3,7 @@ package report_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,25 @@ func TestBytes(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB", 1 << 62: "4.0 EiB"} {
 		assert.Equal(t, want, report.Bytes(n), n)
 	}
+}
+
+func TestOneLine(t *testing.T) {
+	assert.Equal(t, "a b c", report.OneLine(" a\nb\t c \n"))
+}
+
+// failWriter fails every write.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestErrWriterKeepsTheFirstError(t *testing.T) {
+	ew := report.NewErrWriter(failWriter{})
+	_, _ = ew.Write([]byte("a"))
+	_, _ = ew.Write([]byte("b"))
+	require.EqualError(t, ew.Err(), "disk full")
+	var buf bytes.Buffer
+	ok := report.NewErrWriter(&buf)
+	_, _ = ok.Write([]byte("fine"))
+	require.NoError(t, ok.Err())
+	assert.Equal(t, "fine", buf.String())
 }

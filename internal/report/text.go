@@ -18,7 +18,7 @@ import (
 // the totals, failed batches and rejections. The last column is not padded,
 // so a long reason does not widen the table.
 func (r *Report) WriteText(w io.Writer) error {
-	ew := &errWriter{w: w}
+	ew := NewErrWriter(w)
 	mode := ""
 	if r.Run.DryRun {
 		mode = " (dry run: counts are what would be deleted)"
@@ -26,7 +26,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	ew.printf("Run %s: %s, trigger %s, started %s%s\n", r.Run.ID, r.Run.Status, r.Run.Trigger,
 		r.Run.Started.UTC().Format(time.RFC3339), mode)
 	if r.Run.Note != "" {
-		ew.printf("Note: %s\n", oneLine(r.Run.Note))
+		ew.printf("Note: %s\n", OneLine(r.Run.Note))
 	}
 	b := r.Batches
 	ew.printf("Batches: %d total, %d done, %d continued, %d running, %d queued, %d failed, %d rejected\n\n",
@@ -42,7 +42,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			why = strings.TrimPrefix(why+"; error: "+x.Error, "; ")
 		}
 		last := keptText(x.Kept)
-		if why = oneLine(why); why != "" {
+		if why = OneLine(why); why != "" {
 			last = strings.TrimPrefix(last+"; "+why, "; ")
 		}
 		tb.add(textRow{cells: []string{x.Name, fmt.Sprint(x.Batch), x.Status, fmt.Sprint(x.TagsDeleted),
@@ -56,16 +56,16 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.FailedBatches) > 0 {
 		ew.printf("\nFailed batches:\n")
 		for _, fb := range r.FailedBatches {
-			ew.printf("  batch %d %s after %d deliveries: %s\n", fb.Batch, fb.Status, fb.Deliveries, oneLine(fb.Error))
+			ew.printf("  batch %d %s after %d deliveries: %s\n", fb.Batch, fb.Status, fb.Deliveries, OneLine(fb.Error))
 		}
 	}
 	if len(r.Rejections) > 0 {
 		ew.printf("\nRejected messages:\n")
 		for _, j := range r.Rejections {
-			ew.printf("  %s %s: %s\n", j.At.UTC().Format(time.RFC3339), j.MessageID, oneLine(j.Reason))
+			ew.printf("  %s %s: %s\n", j.At.UTC().Format(time.RFC3339), j.MessageID, OneLine(j.Reason))
 		}
 	}
-	return ew.err
+	return ew.Err()
 }
 
 // textRow is one line of a textTable: a cell per column, the last one free
@@ -110,7 +110,7 @@ func (t *textTable) widths() []int {
 	return w
 }
 
-func (t *textTable) write(ew *errWriter) {
+func (t *textTable) write(ew *ErrWriter) {
 	w := t.widths()
 	n := len(w)
 	rows := append([]textRow{{cells: t.heads}}, t.rows...)
@@ -179,8 +179,8 @@ func keptRank(reason string) int {
 	return len(keptOrder)
 }
 
-// oneLine keeps a free text on one table line.
-func oneLine(s string) string {
+// OneLine keeps a free text (a reason, an error) on one table line.
+func OneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
@@ -198,13 +198,20 @@ func Bytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// errWriter remembers the first write error.
-type errWriter struct {
+// ErrWriter writes to an io.Writer and remembers the first write error, so
+// that a renderer can write freely and check once, with Err.
+type ErrWriter struct {
 	w   io.Writer
 	err error
 }
 
-func (e *errWriter) Write(p []byte) (int, error) {
+// NewErrWriter returns an ErrWriter writing to w.
+func NewErrWriter(w io.Writer) *ErrWriter { return &ErrWriter{w: w} }
+
+// Err is the first write error, if any.
+func (e *ErrWriter) Err() error { return e.err }
+
+func (e *ErrWriter) Write(p []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
@@ -213,6 +220,6 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (e *errWriter) printf(format string, args ...any) {
+func (e *ErrWriter) printf(format string, args ...any) {
 	fmt.Fprintf(e, format, args...)
 }
