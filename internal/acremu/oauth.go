@@ -27,24 +27,34 @@ func parseForm(w http.ResponseWriter, req *http.Request) bool {
 	return true
 }
 
+// oauthForm reads the form of an /oauth2 request whose grant_type must be
+// grant, whose credential is the field of the same name, and whose service
+// must be this registry. It answers the request itself when the form is
+// wrong.
+func (r *Registry) oauthForm(w http.ResponseWriter, req *http.Request, grant string) (credential string, ok bool) {
+	if !parseForm(w, req) {
+		return "", false
+	}
+	service := req.PostForm.Get("service")
+	credential = req.PostForm.Get(grant)
+	switch {
+	case req.PostForm.Get("grant_type") != grant:
+		writeError(w, http.StatusBadRequest, CodeUnsupported, "grant_type must be "+grant, nil)
+	case service == "" || credential == "":
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "service and "+grant+" are required", nil)
+	case service != r.Host():
+		r.unauthorizedOAuth(w, "the service does not match this registry")
+	default:
+		return credential, true
+	}
+	return "", false
+}
+
 // handleExchange serves POST /oauth2/exchange: AAD token → refresh token.
 // It returns the identity served, for the request log.
 func (r *Registry) handleExchange(w http.ResponseWriter, req *http.Request) string {
-	if !parseForm(w, req) {
-		return ""
-	}
-	grantType := req.PostForm.Get("grant_type")
-	service := req.PostForm.Get("service")
-	aadTok := req.PostForm.Get("access_token")
-	switch {
-	case grantType != "access_token":
-		writeError(w, http.StatusBadRequest, CodeUnsupported, "grant_type must be access_token", nil)
-		return ""
-	case service == "" || aadTok == "":
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "service and access_token are required", nil)
-		return ""
-	case service != r.Host():
-		r.unauthorizedOAuth(w, "the service does not match this registry")
+	aadTok, ok := r.oauthForm(w, req, "access_token")
+	if !ok {
 		return ""
 	}
 	now := r.Now()
@@ -76,21 +86,8 @@ func (r *Registry) handleExchange(w http.ResponseWriter, req *http.Request) stri
 // handleToken serves POST /oauth2/token: refresh token + scopes → access
 // token whose access claim lists what the identity's grants allow.
 func (r *Registry) handleToken(w http.ResponseWriter, req *http.Request) string {
-	if !parseForm(w, req) {
-		return ""
-	}
-	grantType := req.PostForm.Get("grant_type")
-	service := req.PostForm.Get("service")
-	refresh := req.PostForm.Get("refresh_token")
-	switch {
-	case grantType != "refresh_token":
-		writeError(w, http.StatusBadRequest, CodeUnsupported, "grant_type must be refresh_token", nil)
-		return ""
-	case service == "" || refresh == "":
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "service and refresh_token are required", nil)
-		return ""
-	case service != r.Host():
-		r.unauthorizedOAuth(w, "the service does not match this registry")
+	refresh, ok := r.oauthForm(w, req, "refresh_token")
+	if !ok {
 		return ""
 	}
 	c, err := r.verify(refresh, grantRefresh)
