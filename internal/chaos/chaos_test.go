@@ -243,7 +243,7 @@ func killedMidBatch(t *testing.T, p params, rng *rand.Rand) {
 		case <-t.Context().Done():
 			t.Fatal("timed out waiting for the kill")
 		}
-		settle(t, w.h.Reg)
+		w.h.Settle()
 		w.h.StartApp(hooks()) // a new process
 		if i == 0 {
 			partial := w.deletedIn(batchRepos)
@@ -271,14 +271,6 @@ func killedMidBatch(t *testing.T, p params, rng *rand.Rand) {
 	}
 	assert.GreaterOrEqual(t, attempts, 2, "a repository cut off was resumed by a later delivery")
 	t.Logf("%d kills (%v); %s", killed, triggers, describe(w.h.Reg))
-}
-
-// settle waits for the registry requests an abandoned invocation left in
-// flight: a message is delivered again only after its lock expires, long
-// after those have been answered or dropped.
-func settle(t *testing.T, reg *acremu.Registry) {
-	t.Helper()
-	require.NoError(t, reg.WaitIdle(t.Context(), 20*time.Millisecond))
 }
 
 // report returns the report of the run a message belongs to.
@@ -312,7 +304,7 @@ func cancelledMidBatch(t *testing.T, p params, rng *rand.Rand) {
 	_, _, err := w.h.Deliver(ctx, m, encoding(rng))
 	require.Error(t, err, "the host dropped the invocation")
 	w.h.Wait()
-	settle(t, w.h.Reg)
+	w.h.Settle()
 	partial := w.deletedIn(batchRepos)
 	require.Positive(t, partial)
 	require.Less(t, partial, want)

@@ -113,9 +113,7 @@ func TestWorkerKilledMidBatchThenRedelivered(t *testing.T) {
 	_, _, err := h.Deliver(ctx, m, funchost.BodyDoubleString)
 	require.Error(t, err, "the host dropped the invocation")
 	h.Wait() // the handler winds down and checkpoints
-	// Requests the killed invocation left in flight settle first, as they
-	// would before the message lock expires.
-	require.NoError(t, h.Reg.WaitIdle(t.Context(), 20*time.Millisecond))
+	h.Settle()
 	partial := len(h.Reg.Deletes())
 	tags, manifests := e2etest.ExpectedDeleted(repos...)
 	require.Greater(t, partial, 0)

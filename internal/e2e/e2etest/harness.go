@@ -220,6 +220,14 @@ func (h *Harness) Base() string {
 // Wait waits for the invocations in flight to return.
 func (h *Harness) Wait() { h.inflight.Wait() }
 
+// Settle waits for the registry requests an abandoned invocation (killed or
+// cancelled) left in flight: Service Bus delivers a message again only after
+// its lock expires, long after those have been answered or dropped.
+func (h *Harness) Settle() {
+	h.T.Helper()
+	require.NoError(h.T, h.Reg.WaitIdle(h.T.Context(), 20*time.Millisecond))
+}
+
 // FireTimer invokes the Scheduler as the host does at at.
 func (h *Harness) FireTimer(at time.Time, pastDue bool) (*funchost.Response, int) {
 	h.T.Helper()
