@@ -175,3 +175,31 @@ func TestPortalMessageIDReusedLater(t *testing.T) {
 	assert.NotEqual(t, out1.RunID, out2.RunID)
 	assert.Equal(t, ciSurvivors, tagNames(reg, "team-a/api"), "the second request purged")
 }
+
+// deadlineStore records the deadline of the context GetRun is called with.
+type deadlineStore struct {
+	checkpoint.Store
+	deadline *time.Time
+}
+
+func (s deadlineStore) GetRun(ctx context.Context, id string) (checkpoint.Run, error) {
+	if d, ok := ctx.Deadline(); ok {
+		*s.deadline = d
+	}
+	return s.Store.GetRun(ctx, id)
+}
+
+// The I/O before the purge (run rows, re-fan-out, debounce) is bounded too:
+// the whole invocation ends within deadline + grace + set-up.
+func TestInvocationIsBounded(t *testing.T) {
+	f := newFixture(t, fixtureOpts{}, ciPolicy)
+	seedCI(f.env.Registry, "team-a/r1", 3)
+	var got time.Time
+	f.opts.Store = deadlineStore{f.store, &got}
+	w := f.worker(t)
+	msg := queue.Message{RunID: "s-bounded", Repositories: []string{"team-a/r1"}}
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	require.NoError(t, err)
+	require.False(t, got.IsZero(), "the run row is read under a deadline")
+	assert.WithinDuration(t, time.Now().Add(f.opts.Deadline+worker.Grace+worker.SetupTimeout), got, 5*time.Second)
+}
