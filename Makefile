@@ -21,7 +21,7 @@ test: lint fuzz
 # baseline measured in the same run (~3-4 min; Azurite for the Table-store
 # fan-out). ARGS=-json for machines, ARGS='-only storm,plan' for some.
 bench:
-	.ci/azurite run $(GO) run ./internal/benchmarks/cmd/benchtable $(ARGS)
+	.ci/azurite run $(GO) run ./internal/testbed/benchmarks/cmd/benchtable $(ARGS)
 
 # Deployment package: dist/acrpurge.zip with the linux/amd64 handler (mode
 # 0755), host.json and one folder per function at its root. Built by Go code
@@ -55,7 +55,7 @@ FUZZ_TARGETS := \
 	./internal/policy:FuzzParseAgo \
 	./internal/checkpoint:FuzzEscapeKey \
 	./internal/funchost:FuzzPayload \
-	./internal/schedule:FuzzSchedule
+	./internal/ncrontab:FuzzSchedule
 
 .PHONY: fuzz chaos
 
@@ -69,4 +69,4 @@ fuzz:
 # The fault-injection suite at a larger scale, with random seeds and fault
 # rates; `ACRPURGE_CHAOS_SEED=N make chaos` reproduces the subtests of seed N.
 chaos:
-	ACRPURGE_CHAOS_LONG=1 .ci/azurite run $(GO) test -race -count=1 -run Chaos -timeout 30m ./internal/chaos/
+	ACRPURGE_CHAOS_LONG=1 .ci/azurite run $(GO) test -race -count=1 -run Chaos -timeout 30m ./internal/testbed/chaos/

@@ -14,8 +14,8 @@ import (
 	"syscall"
 
 	"github.com/acrpurge/acrpurge/internal/app"
-	"github.com/acrpurge/acrpurge/internal/localstack"
 	"github.com/acrpurge/acrpurge/internal/purgecli"
+	"github.com/acrpurge/acrpurge/internal/testbed/localstack"
 )
 
 const usage = `acrpurge handler — keeps Azure Container Registry repositories clean.

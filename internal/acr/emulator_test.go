@@ -22,7 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
-	"github.com/acrpurge/acrpurge/internal/acremu"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 )
 
 // env is one started emulator plus the HTTP plumbing to reach it. Every

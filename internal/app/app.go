@@ -1,17 +1,11 @@
 // Package app wires the Functions app together: configuration, credential,
 // token broker, rate limiter, registry client, checkpoint store and Service
-// Bus sender, and the three functions the custom handler serves:
+// Bus sender, and routes the custom handler's requests to the three
+// functions, one package each (one-to-one with functions/):
 //
-//   - Scheduler (timer trigger, binding "timer"): fanout.Scheduler.Run for
-//     the firing at Metadata.sys.UtcNow.
-//   - Worker (Service Bus trigger, binding "msg"): worker.Worker.Handle for
-//     the message, with MessageId, DeliveryCount and EnqueuedTimeUtc from
-//     the trigger metadata. A non-2xx answer (an error) makes Service Bus
-//     deliver the message again.
-//   - Runs (HTTP trigger GET /api/runs/{runId?}, binding "req", output
-//     "res"): the run report as JSON (report.Report), the latest run when no
-//     runId (or "latest") is given, plain text with ?format=text; 404 for an
-//     unknown run, 400 for an invalid run id.
+//   - Scheduler (timer trigger): internal/scheduler.
+//   - Worker (Service Bus trigger): internal/worker.
+//   - Runs (HTTP trigger GET /api/runs/{runId?}): internal/runs.
 //
 // Serve runs the whole thing for `handler serve`; New lets `handler local`
 // and the end-to-end tests inject the parts that differ (credential, sender,
@@ -30,22 +24,24 @@ import (
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/config"
-	"github.com/acrpurge/acrpurge/internal/fanout"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/queue"
+	"github.com/acrpurge/acrpurge/internal/runs"
+	"github.com/acrpurge/acrpurge/internal/scheduler"
 	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
 // Function names (folders under functions/) and their binding names.
 const (
-	FunctionScheduler = "Scheduler"
-	FunctionWorker    = "Worker"
-	FunctionRuns      = "Runs"
+	FunctionScheduler = scheduler.Name
+	FunctionWorker    = worker.Name
+	FunctionRuns      = runs.Name
 
-	BindingTimer    = "timer"
-	BindingMessage  = "msg"
-	BindingRequest  = "req"
-	BindingResponse = "res"
+	BindingTimer    = scheduler.BindingTimer
+	BindingMessage  = worker.BindingMessage
+	BindingRequest  = runs.BindingRequest
+	BindingResponse = runs.BindingResponse
 )
 
 // Deps are the parts of the app that differ between production, `handler
@@ -54,7 +50,7 @@ type Deps struct {
 	// Credential is the AAD identity used for the registry (required).
 	Credential azcore.TokenCredential
 	// Sender sends Scheduler batches, re-fan-outs and continuations (required).
-	Sender fanout.Sender
+	Sender queue.Sender
 	// Store keeps the checkpoints (required).
 	Store checkpoint.Store
 	// Now is the clock; default time.Now.
@@ -69,11 +65,9 @@ type Deps struct {
 
 // App is the wired Functions app.
 type App struct {
-	cfg       *config.Config
-	store     checkpoint.Store
-	scheduler *fanout.Scheduler
+	scheduler *scheduler.Scheduler
 	worker    *worker.Worker
-	now       func() time.Time
+	runs      *runs.Function
 	log       *slog.Logger
 }
 
@@ -124,7 +118,7 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 		return nil, fmt.Errorf("app: registry client: %w", err)
 	}
 
-	sched, err := fanout.New(fanout.Options{
+	sched, err := scheduler.New(scheduler.Options{
 		Policy: pol, Schedule: cfg.Schedule, BatchSize: cfg.BatchSize, DryRun: cfg.DryRun,
 		Repositories: cfg.Repositories, Catalog: client.WithTokens(broker.Source(acr.CatalogScope())),
 		Store: deps.Store, Sender: deps.Sender, Logger: log.With("function", FunctionScheduler), Now: deps.Now,
@@ -141,15 +135,18 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	return &App{cfg: cfg, store: deps.Store, scheduler: sched, worker: wk, now: deps.Now, log: log}, nil
+	return &App{
+		scheduler: sched, worker: wk, log: log,
+		runs: &runs.Function{Store: deps.Store, Logger: log.With("function", FunctionRuns)},
+	}, nil
 }
 
 // Handlers returns the functions by name.
 func (a *App) Handlers() map[string]funchost.Handler {
 	return map[string]funchost.Handler{
-		FunctionScheduler: a.schedulerHandler,
-		FunctionWorker:    a.workerHandler,
-		FunctionRuns:      a.runsHandler,
+		FunctionScheduler: a.scheduler.Invoke,
+		FunctionWorker:    a.worker.Invoke,
+		FunctionRuns:      a.runs.Invoke,
 	}
 }
 
@@ -159,7 +156,7 @@ func (a *App) HTTPHandler() http.Handler {
 }
 
 // Scheduler returns the app's Scheduler (for `handler local`).
-func (a *App) Scheduler() *fanout.Scheduler { return a.scheduler }
+func (a *App) Scheduler() *scheduler.Scheduler { return a.scheduler }
 
 // Worker returns the app's Worker (for `handler local`).
 func (a *App) Worker() *worker.Worker { return a.worker }

@@ -17,14 +17,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acrpurge/acrpurge/internal/acremu/emutest"
 	"github.com/acrpurge/acrpurge/internal/app"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/checkpoint/checkpointtest"
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
 )
 
 const testPolicy = `{"rules":[{"filters":["team-.*:^ci-"],"ago":"30d","keep":2}]}`
@@ -179,7 +179,7 @@ func freePort(t *testing.T) int {
 // environment, Azurite for checkpoints), probes it, asks for a report and
 // stops it.
 func TestServe(t *testing.T) {
-	azurite := checkpointtest.Azurite(t)
+	connStr := azurite.Azurite(t)
 	env := emutest.Start(t, emutest.Options{})
 	port := freePort(t)
 	root := t.TempDir()
@@ -189,8 +189,8 @@ func TestServe(t *testing.T) {
 		config.Policy:               "@policy.json",
 		app.EnvScriptRoot:           root,
 		config.ServiceBusConnString: "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0",
-		config.CheckpointConnString: azurite,
-		config.CheckpointTable:      checkpointtest.TableName(t),
+		config.CheckpointConnString: connStr,
+		config.CheckpointTable:      azurite.TableName(t),
 		config.HandlerPort:          strconv.Itoa(port),
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)

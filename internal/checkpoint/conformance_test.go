@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/checkpoint/checkpointtest"
+	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
 )
 
 // The conformance suite: every test runs against Memory and against Table on
@@ -25,7 +25,7 @@ type factory struct {
 
 var factories = []factory{
 	{"memory", func(*testing.T) checkpoint.Store { return checkpoint.NewMemory() }},
-	{"table", func(t *testing.T) checkpoint.Store { return checkpointtest.NewTable(t) }},
+	{"table", func(t *testing.T) checkpoint.Store { return azurite.NewTable(t) }},
 }
 
 // forEachStore runs fn in parallel subtests, one fresh store each.

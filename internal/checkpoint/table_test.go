@@ -16,7 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/checkpoint/checkpointtest"
+	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
 )
 
 // Table-only behaviour: construction, secrets in errors, and the crash and
@@ -60,7 +60,7 @@ func (fakeCredential) GetToken(context.Context, policy.TokenRequestOptions) (azc
 
 func TestNewTableToleratesExistingTable(t *testing.T) {
 	t.Parallel()
-	o := checkpointtest.Options(t)
+	o := azurite.Options(t)
 	ctx := t.Context()
 	first, err := checkpoint.NewTable(ctx, o)
 	must(t, err)
@@ -76,19 +76,19 @@ func TestNewTableToleratesExistingTable(t *testing.T) {
 
 func TestTableErrorsHideSecrets(t *testing.T) {
 	t.Parallel()
-	conn := checkpointtest.Azurite(t)
+	conn := azurite.Azurite(t)
 	// A well-formed but wrong key: every request fails authentication.
 	wrongKey := base64.StdEncoding.EncodeToString([]byte("a wrong key that must stay secret, 64 bytes long..............."))
-	bad := strings.Replace(conn, checkpointtest.AccountKey, wrongKey, 1)
+	bad := strings.Replace(conn, azurite.AccountKey, wrongKey, 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err := checkpoint.NewTable(ctx, checkpoint.TableOptions{ConnectionString: bad, Table: checkpointtest.TableName(t),
+	_, err := checkpoint.NewTable(ctx, checkpoint.TableOptions{ConnectionString: bad, Table: azurite.TableName(t),
 		ClientOptions: noRetries()})
 	mustTrue(t, err != nil, "a wrong key must fail")
 	var re *azcore.ResponseError
 	mustTrue(t, errors.As(err, &re), "error %v wraps an *azcore.ResponseError", err)
 	checkEqual(t, http.StatusForbidden, re.StatusCode)
-	for _, secret := range []string{wrongKey, bad, checkpointtest.AccountKey} {
+	for _, secret := range []string{wrongKey, bad, azurite.AccountKey} {
 		checkTrue(t, !strings.Contains(err.Error(), secret), "error leaks a secret: %q", err)
 	}
 	checkTrue(t, !strings.Contains(err.Error(), "\n"), "error is one line: %q", err)
@@ -96,7 +96,7 @@ func TestTableErrorsHideSecrets(t *testing.T) {
 
 func TestTableErrorsOnDeletedTable(t *testing.T) {
 	t.Parallel()
-	o := checkpointtest.Options(t)
+	o := azurite.Options(t)
 	ctx := t.Context()
 	tbl, err := checkpoint.NewTable(ctx, o)
 	must(t, err)
@@ -112,7 +112,7 @@ func TestTableErrorsOnDeletedTable(t *testing.T) {
 	_, _, err = tbl.LastPurge(ctx, "a")
 	checkTrue(t, err != nil, "LastPurge on a deleted table must fail")
 	_, _, err = tbl.CreateRun(ctx, checkpoint.Run{ID: "r"}, nil)
-	checkTrue(t, err != nil && !strings.Contains(err.Error(), checkpointtest.AccountKey), "CreateRun on a deleted table: %v", err)
+	checkTrue(t, err != nil && !strings.Contains(err.Error(), azurite.AccountKey), "CreateRun on a deleted table: %v", err)
 }
 
 // hook is a per-call pipeline policy that runs fn before each request.
@@ -147,7 +147,7 @@ func withHook(fn func(req *policy.Request) error) *aztables.ClientOptions {
 // run behind; retrying it, even with another start time, completes the run.
 func TestCreateRunRetryAfterPartialFailure(t *testing.T) {
 	t.Parallel()
-	o := checkpointtest.Options(t)
+	o := azurite.Options(t)
 	ctx := t.Context()
 	var mu sync.Mutex
 	batchCalls := 0
@@ -199,7 +199,7 @@ func TestCreateRunRetryAfterPartialFailure(t *testing.T) {
 // transaction, the transaction fails as a whole and we report its run.
 func TestCreateRunLosesRace(t *testing.T) {
 	t.Parallel()
-	o := checkpointtest.Options(t)
+	o := azurite.Options(t)
 	ctx := t.Context()
 	rival, err := checkpoint.NewTable(ctx, o)
 	must(t, err)
@@ -251,13 +251,13 @@ func TestTransactionsSplitAt100(t *testing.T) {
 		{batches: 100, repos: 100, withBatch: true, createTx: 2, saveTx: 2},
 		{batches: 200, repos: 201, createTx: 3, saveTx: 3},
 	}
-	conn := checkpointtest.Azurite(t)
+	conn := azurite.Azurite(t)
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%d-batches-%d-repos", c.batches, c.repos), func(t *testing.T) {
 			t.Parallel()
 			var mu sync.Mutex
 			count := 0
-			o := checkpoint.TableOptions{ConnectionString: conn, Table: checkpointtest.TableName(t),
+			o := checkpoint.TableOptions{ConnectionString: conn, Table: azurite.TableName(t),
 				ClientOptions: withHook(func(req *policy.Request) error {
 					if isBatch(req) {
 						mu.Lock()
@@ -302,5 +302,5 @@ func TestUseDevelopmentStorageIsUnderstood(t *testing.T) {
 		t.Skip("something answers on 127.0.0.1:10002")
 	}
 	checkTrue(t, strings.Contains(err.Error(), "127.0.0.1:10002"), "error names the Azurite endpoint: %v", err)
-	checkTrue(t, !strings.Contains(err.Error(), checkpointtest.AccountKey), "error leaks the key: %v", err)
+	checkTrue(t, !strings.Contains(err.Error(), azurite.AccountKey), "error leaks the key: %v", err)
 }

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/ncrontab"
 	"github.com/acrpurge/acrpurge/internal/queue"
-	"github.com/acrpurge/acrpurge/internal/schedule"
 )
 
 // Setting names.
@@ -75,7 +75,7 @@ type Config struct {
 	Registry acr.Endpoint
 	// PolicySetting is PURGE_POLICY as given: inline JSON or @file.
 	PolicySetting string
-	Schedule      *schedule.Schedule
+	Schedule      *ncrontab.Schedule
 	Queue         string
 	// Service Bus: a namespace (identity-based) or a connection string.
 	ServiceBusNamespace  string
@@ -126,7 +126,7 @@ func Load(getenv func(string) string, need Requirement) (*Config, error) {
 	}
 
 	expr := l.getOr(Schedule, DefaultSchedule)
-	if s, err := schedule.Parse(expr); err != nil {
+	if s, err := ncrontab.Parse(expr); err != nil {
 		l.fail(Schedule, err.Error())
 	} else {
 		c.Schedule = s

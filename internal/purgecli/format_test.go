@@ -3,7 +3,7 @@ package purgecli
 import (
 	"testing"
 
-	runreport "github.com/acrpurge/acrpurge/internal/report"
+	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -22,7 +22,7 @@ func TestHumanBytes(t *testing.T) {
 		{1 << 62, "4.0 EiB"},
 	}
 	for _, tc := range cases {
-		assert.Equal(t, tc.want, runreport.Bytes(tc.n), "%d", tc.n)
+		assert.Equal(t, tc.want, runs.Bytes(tc.n), "%d", tc.n)
 	}
 }
 

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
-	"github.com/acrpurge/acrpurge/internal/acremu"
-	"github.com/acrpurge/acrpurge/internal/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
 )
 
 const day = 24 * time.Hour

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/acrpurge/acrpurge/internal/purge"
-	runreport "github.com/acrpurge/acrpurge/internal/report"
+	"github.com/acrpurge/acrpurge/internal/runs"
 )
 
 const (
@@ -32,7 +32,7 @@ func writeJSON(w io.Writer, rep *report) error {
 // writeTable writes the report for people: the items, why the rest was
 // kept, a per-repository summary, problems, and the totals.
 func writeTable(w io.Writer, rep *report) error {
-	ew := runreport.NewErrWriter(w)
+	ew := runs.NewErrWriter(w)
 	if rep.DryRun {
 		fmt.Fprintf(ew, "%s\n\n", dryRunBanner)
 	}
@@ -71,10 +71,10 @@ func writeItems(w io.Writer, rep *report) {
 		for _, it := range r.Items {
 			ref, size := it.Tag, "-"
 			if it.Kind != "tag" {
-				ref, size = shortDigest(it.Digest), runreport.Bytes(it.Size)
+				ref, size = shortDigest(it.Digest), runs.Bytes(it.Size)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Repository, it.Kind, ref,
-				it.Action, it.Reason, dash(it.Rule), size, runreport.OneLine(it.Error))
+				it.Action, it.Reason, dash(it.Rule), size, runs.OneLine(it.Error))
 		}
 	}
 	tw.Flush()
@@ -120,12 +120,12 @@ func writeSummary(w io.Writer, rep *report) {
 	fmt.Fprintf(tw, "REPOSITORY\tSTATUS\tTAGS %s\tMANIFESTS %s\tFREED\tKEPT\tTIME\n", verb, verb)
 	for _, r := range rep.Repositories {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", r.Repository, r.Status,
-			r.TagsDeleted, r.ManifestsDeleted, runreport.Bytes(r.BytesFreed), sum(r.Kept.Tags)+sum(r.Kept.Manifests),
+			r.TagsDeleted, r.ManifestsDeleted, runs.Bytes(r.BytesFreed), sum(r.Kept.Tags)+sum(r.Kept.Manifests),
 			humanSeconds(r.DurationSeconds))
 	}
 	t := rep.Totals
 	fmt.Fprintf(tw, "TOTAL\t\t%d\t%d\t%s\t%d\t%s\n",
-		t.TagsDeleted, t.ManifestsDeleted, runreport.Bytes(t.BytesFreed), t.KeptTags+t.KeptManifests,
+		t.TagsDeleted, t.ManifestsDeleted, runs.Bytes(t.BytesFreed), t.KeptTags+t.KeptManifests,
 		humanSeconds(rep.DurationSeconds))
 	tw.Flush()
 }
@@ -136,7 +136,7 @@ func writeProblems(w io.Writer, rep *report) {
 	var lines []string
 	for _, r := range rep.Repositories {
 		if r.Status != string(purge.StatusDone) {
-			lines = append(lines, fmt.Sprintf("  %s: %s: %s", r.Repository, r.Status, runreport.OneLine(cmp.Or(r.Reason, "no reason given"))))
+			lines = append(lines, fmt.Sprintf("  %s: %s: %s", r.Repository, r.Status, runs.OneLine(cmp.Or(r.Reason, "no reason given"))))
 		}
 		if r.DeleteErrors > 0 {
 			lines = append(lines, fmt.Sprintf("  %s: %d %s failed and left in place (see ERROR above)",
@@ -160,7 +160,7 @@ func writeTotals(w io.Writer, rep *report) {
 	}
 	fmt.Fprintf(w, "\n%s %d %s and %d %s (%s freed) in %d %s: %s.\n", verb,
 		t.TagsDeleted, plural(t.TagsDeleted, "tag", "tags"),
-		t.ManifestsDeleted, plural(t.ManifestsDeleted, "manifest", "manifests"), runreport.Bytes(t.BytesFreed),
+		t.ManifestsDeleted, plural(t.ManifestsDeleted, "manifest", "manifests"), runs.Bytes(t.BytesFreed),
 		t.Repositories, plural(int64(t.Repositories), "repository", "repositories"), statusCounts(t))
 	fmt.Fprintf(w, "Kept %d %s and %d %s.\n", t.KeptTags, plural(t.KeptTags, "tag", "tags"),
 		t.KeptManifests, plural(t.KeptManifests, "manifest", "manifests"))

@@ -13,12 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
-	"github.com/acrpurge/acrpurge/internal/acremu"
-	"github.com/acrpurge/acrpurge/internal/acremu/emutest"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/checkpoint/checkpointtest"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
 	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
@@ -27,7 +27,7 @@ func TestOwnMessagePurgesAndCheckpoints(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var store checkpoint.Store
 			if name == "table" {
-				store = checkpointtest.NewTable(t)
+				store = azurite.NewTable(t)
 			}
 			f := newFixture(t, fixtureOpts{store: store}, ciPolicy)
 			reg := f.env.Registry

@@ -15,7 +15,7 @@
 //     EnqueuedTimeUtc, which redeliveries share and a later re-send with the
 //     same MessageID does not), trigger portal. Up to ABAC_BATCH_SIZE repositories are processed at once as
 //     the run's only batch; more are re-fanned out as own messages with
-//     fanout.Enqueue. A message may ask for a dry run, never for deletes
+//     queue.Enqueue. A message may ask for a dry run, never for deletes
 //     the configuration does not allow (PURGE_DRY_RUN wins).
 //   - ImagePushed events (Event Grid schema or CloudEvents) become a run
 //     "e-" + the first 12 hex digits of sha256(event id), trigger push, with

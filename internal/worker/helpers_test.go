@@ -10,12 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
-	"github.com/acrpurge/acrpurge/internal/acremu"
-	"github.com/acrpurge/acrpurge/internal/acremu/emutest"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/fanout/fanouttest"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
+	"github.com/acrpurge/acrpurge/internal/scheduler/fanouttest"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
+	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
 	"github.com/acrpurge/acrpurge/internal/worker"
 )
 

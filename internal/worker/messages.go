@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/fanout"
 	"github.com/acrpurge/acrpurge/internal/queue"
 )
 
@@ -72,7 +71,7 @@ func (w *Worker) portal(ctx context.Context, log *slog.Logger, d Delivery, dec q
 		Note: fmt.Sprintf("portal message %s", d.MessageID),
 	}
 	if len(repos) > w.o.BatchSize {
-		sum, err := fanout.Enqueue(ctx, w.o.Store, w.o.Sender, run, repos, w.o.BatchSize, log)
+		sum, err := queue.Enqueue(ctx, w.o.Store, w.o.Sender, run, repos, w.o.BatchSize, log)
 		out.Batch, out.Fanout = 0, &sum
 		out.Summary = "portal message re-fanned out: " + sum.String()
 		if err != nil {

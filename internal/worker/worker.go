@@ -10,7 +10,6 @@ import (
 
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
-	"github.com/acrpurge/acrpurge/internal/fanout"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
 )
@@ -50,7 +49,7 @@ type Options struct {
 	Registry acr.Endpoint
 	Policy   *policy.Policy   // required
 	Store    checkpoint.Store // required
-	Sender   fanout.Sender    // continuations and portal re-fan-outs
+	Sender   queue.Sender     // continuations and portal re-fan-outs
 	Tokens   Tokens           // required
 	// Client is bound to each message's token source with WithTokens.
 	Client *acr.Client // required
@@ -154,7 +153,7 @@ type Outcome struct {
 	// Continued: a continuation message was sent.
 	Continued bool
 	// Fanout is set when a portal message was re-fanned out.
-	Fanout *fanout.Summary
+	Fanout *queue.Summary
 }
 
 // RepoOutcome is where one repository of the message ended.
