@@ -61,7 +61,7 @@ func ServiceBusRequest(binding string, body []byte, enc Encoding, meta ServiceBu
 	if meta.EnqueuedTime.IsZero() {
 		enq = time.Now().UTC()
 	}
-	lock := newGUID()
+	lock := NewGUID()
 	deliveryCount := json.RawMessage(strconv.Itoa(meta.DeliveryCount))
 	if meta.DeliveryCountAsString {
 		deliveryCount = mustJSON(strconv.Itoa(meta.DeliveryCount))
@@ -187,7 +187,7 @@ func Invoke(ctx context.Context, c *http.Client, baseURL, function string, req R
 	}
 	if _, ok := md["sys"]; !ok {
 		md["sys"], _ = json.Marshal(struct{ MethodName, UtcNow, RandGuid string }{
-			function, time.Now().UTC().Format(time.RFC3339Nano), newGUID(),
+			function, time.Now().UTC().Format(time.RFC3339Nano), NewGUID(),
 		})
 	}
 	data := req.Data
@@ -204,7 +204,7 @@ func Invoke(ctx context.Context, c *http.Client, baseURL, function string, req R
 		return nil, 0, fmt.Errorf("funchost: invoke %s: %w", function, err)
 	}
 	hr.Header.Set("Content-Type", "application/json; charset=utf-8")
-	hr.Header.Set(HeaderInvocationID, newGUID())
+	hr.Header.Set(HeaderInvocationID, NewGUID())
 	hr.Header.Set(HeaderHostVersion, "4-local")
 	hr.Header.Set("User-Agent", "Azure-Functions-Host/4-local")
 	res, err := c.Do(hr)
@@ -271,8 +271,9 @@ func WaitReady(ctx context.Context, c *http.Client, baseURL string) error {
 	}
 }
 
-// newGUID returns a random (version 4) GUID.
-func newGUID() string {
+// NewGUID returns a random (version 4) GUID, as the host, Service Bus
+// Explorer and Event Grid give invocations, messages and events.
+func NewGUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	b[6] = b[6]&0x0f | 0x40

@@ -335,7 +335,7 @@ func TestWaitReady(t *testing.T) {
 }
 
 func TestGUID(t *testing.T) {
-	a, b := newGUID(), newGUID()
+	a, b := NewGUID(), NewGUID()
 	if a == b || len(a) != 36 || a[14] != '4' || !strings.ContainsRune("89ab", rune(a[19])) {
 		t.Errorf("guids %s %s", a, b)
 	}

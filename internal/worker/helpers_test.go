@@ -13,9 +13,9 @@ import (
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
-	"github.com/acrpurge/acrpurge/internal/scheduler/fanouttest"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
 	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
@@ -27,7 +27,7 @@ const ciPolicy = `{"rules":[{"name":"ci","filters":["team-.*:^ci-"],"ago":"30d",
 type fixture struct {
 	env    *emutest.Env
 	store  checkpoint.Store
-	sender *fanouttest.Sender
+	sender *fakebus.Queue
 	opts   worker.Options
 }
 
@@ -48,7 +48,7 @@ func newFixture(t *testing.T, fo fixtureOpts, policyJSON string) *fixture {
 	if fo.store == nil {
 		fo.store = checkpoint.NewMemory()
 	}
-	f := &fixture{env: env, store: fo.store, sender: fanouttest.NewSender()}
+	f := &fixture{env: env, store: fo.store, sender: fakebus.New(fakebus.Options{})}
 	f.opts = worker.Options{
 		Registry: env.Endpoint, Policy: mustPolicy(t, policyJSON), Store: f.store, Sender: f.sender,
 		Tokens: env.Broker, Client: env.Client, BatchSize: 10, Concurrency: 4, MaxDeliveries: 3,

@@ -25,6 +25,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/e2e/e2etest"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
 )
 
 // Environment variables of the suite.
@@ -136,9 +137,9 @@ func TestChaos(t *testing.T) {
 
 // firstBatch pops the first message of the nightly run and returns it with
 // the purgeable repositories it names.
-func (w *world) firstBatch() (*e2etest.Message, []string) {
+func (w *world) firstBatch() (*fakebus.Message, []string) {
 	w.t.Helper()
-	m := w.h.Queue.Pop()
+	m := w.h.Receive()
 	require.NotNil(w.t, m)
 	dec, err := queue.Decode(m.Body)
 	require.NoError(w.t, err)
@@ -259,7 +260,7 @@ func killedMidBatch(t *testing.T, p params, rng *rand.Rand) {
 	killAtDelete.Store(-1)
 	killAtSave.Store(-1)
 	if !completed {
-		w.h.Queue.PushFront(m)
+		w.h.Requeue(m)
 	}
 	w.h.DrainParallel(encoding(rng), p.parallel)
 	assert.Equal(t, killed+1, w.h.Delivered(m.ID))
@@ -274,7 +275,7 @@ func killedMidBatch(t *testing.T, p params, rng *rand.Rand) {
 }
 
 // report returns the report of the run a message belongs to.
-func (w *world) report(m *e2etest.Message) *runs.Report {
+func (w *world) report(m *fakebus.Message) *runs.Report {
 	w.t.Helper()
 	rep, code := w.h.RunReport(strings.SplitN(m.ID, "/", 2)[0])
 	require.Equal(w.t, http.StatusOK, code)
@@ -309,7 +310,7 @@ func cancelledMidBatch(t *testing.T, p params, rng *rand.Rand) {
 	require.Positive(t, partial)
 	require.Less(t, partial, want)
 
-	w.h.Queue.PushFront(m)
+	w.h.Requeue(m)
 	w.h.DrainParallel(encoding(rng), p.parallel)
 	w.check(checks{complete: true, noRedo: true})
 	t.Log(describe(w.h.Reg))
@@ -402,7 +403,7 @@ func abacPartialGrant(t *testing.T, p params, rng *rand.Rand) {
 	w.populate(rng, p)
 	w.fireNightly()
 	revoked := false
-	for m := w.h.Queue.Pop(); m != nil; m = w.h.Queue.Pop() {
+	for m := w.h.Receive(); m != nil; m = w.h.Receive() {
 		if !revoked && strings.Contains(string(m.Body), `"team-b/`) {
 			w.h.Reg.SetGrants(identityName, slices.DeleteFunc(fullGrants(), func(g acremu.Grant) bool { return g.RepositoryPrefix == "team-b/" }))
 			revoked = true
@@ -631,7 +632,7 @@ func lockLost(t *testing.T, p params, rng *rand.Rand) {
 	w.populate(rng, p)
 	w.h.Reg.SetFaults(acremu.Faults{Latency: time.Millisecond})
 	w.fireNightly()
-	for m := w.h.Queue.Pop(); m != nil; m = w.h.Queue.Pop() {
+	for m := w.h.Receive(); m != nil; m = w.h.Receive() {
 		type result struct {
 			status int
 			err    error
@@ -648,7 +649,7 @@ func lockLost(t *testing.T, p params, rng *rand.Rand) {
 			r := <-done
 			require.NoError(t, r.err)
 			if r.status != http.StatusOK {
-				w.h.Queue.PushBack(m)
+				w.h.Requeue(m)
 			}
 		}
 	}

@@ -156,7 +156,7 @@ func (r *Result) Incomplete() []string {
 		}
 	}
 	for _, d := range r.DeadLetters {
-		out = append(out, fmt.Sprintf("message %s was dead-lettered after %d deliveries", d.MessageID, d.Deliveries))
+		out = append(out, fmt.Sprintf("message %s was dead-lettered after %d deliveries", d.ID, d.DeliveryCount))
 	}
 	return out
 }

@@ -71,7 +71,7 @@ func writeResult(w io.Writer, res *Result) error {
 	if len(res.DeadLetters) > 0 {
 		b.WriteString("\nDead-lettered messages (every delivery failed; Service Bus keeps them in the dead-letter queue):\n")
 		for _, d := range res.DeadLetters {
-			fmt.Fprintf(&b, "  %s after %d deliveries: %s\n", d.MessageID, d.Deliveries, oneLine(d.LastError, 200))
+			fmt.Fprintf(&b, "  %s after %d deliveries: %s\n", d.ID, d.DeliveryCount, oneLine(d.LastError, 200))
 		}
 	}
 	if len(res.Rejections) > 0 {

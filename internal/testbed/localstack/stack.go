@@ -19,6 +19,8 @@ import (
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
+	"github.com/acrpurge/acrpurge/internal/testbed/hostdriver"
 )
 
 // RunStack starts the emulator with the demo registry, serves the app on a
@@ -80,7 +82,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.Policy = pol
 
-	q := newMemQueue(reg.Now)
+	q := fakebus.New(fakebus.Options{Now: reg.Now, MaxDeliveries: o.MaxDeliveries})
 	a, err := app.New(cfg, pol, app.Deps{
 		Credential: cred, Sender: q, Store: store, Now: reg.Now, Logger: o.Logger,
 		// Quick retries: the emulator answers at once, and the demo should
@@ -109,9 +111,9 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	if o.ErrorRate > 0 {
 		reg.SetFaults(acremu.Faults{ErrorRate: o.ErrorRate, Seed: 1})
 	}
-	h := &host{
-		base: base, client: client, q: q, now: reg.Now, maxCalls: o.MaxConcurrentCalls,
-		maxDeliveries: o.MaxDeliveries, backoff: o.RedeliveryBackoff, onInvocation: out.invocation,
+	h := &hostdriver.Driver{
+		Base: func() string { return base }, Client: client, Queue: q, Now: reg.Now, MaxCalls: o.MaxConcurrentCalls,
+		Backoff: o.RedeliveryBackoff, OnInvocation: out.invocation,
 	}
 	res.Timings.Setup = time.Since(start)
 	writeIntro(out, res, o, base)
@@ -121,7 +123,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 		if err := deliverTrigger(ctx, t, o, cfg.Schedule.String(), reg, q, h, out); err != nil {
 			return nil, err
 		}
-		if err := h.drain(ctx); err != nil {
+		if err := h.Drain(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -130,13 +132,13 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	reported := time.Now()
 	reg.SetFaults(acremu.Faults{})
 	res.After = inventory(reg)
-	res.Invocations = h.invocations
-	res.DeadLetters = q.deadLetters()
-	res.Duplicates = q.duplicatesDropped()
+	res.Invocations = h.Invocations()
+	res.DeadLetters = q.DeadLetters()
+	res.Duplicates = q.DuplicatesDropped()
 	if res.Runs, err = newReports(ctx, store, earlier); err != nil {
 		return nil, err
 	}
-	if res.Rejections, err = rejections(ctx, store, h.invocations); err != nil {
+	if res.Rejections, err = rejections(ctx, store, res.Invocations); err != nil {
 		return nil, err
 	}
 	res.Timings.Report = time.Since(reported)
@@ -191,13 +193,13 @@ func serve(ctx context.Context, h http.Handler) (base string, stop func(), err e
 
 // deliverTrigger starts one trigger: fires the timer, or puts a push event
 // or a portal message into the queue.
-func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg *acremu.Registry, q *memQueue, h *host, out *printer) error {
+func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg *acremu.Registry, q *fakebus.Queue, h *hostdriver.Driver, out *printer) error {
 	switch t.Kind {
 	case TriggerTimer:
 		at := reg.Now()
 		out.section("Timer fired at %s (PURGE_SCHEDULE %q): the Scheduler fans out the repositories the policy covers, %d per message",
 			at.UTC().Format("15:04:05Z"), sched, o.BatchSize)
-		h.fireTimer(ctx, at)
+		h.FireTimer(ctx, at, false)
 	case TriggerPush:
 		repo, tag, _ := splitRef(t.Ref) // validated
 		at := reg.Now()
@@ -210,14 +212,14 @@ func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg
 		if o.CloudEvents {
 			schema = "CloudEvents 1.0"
 		}
-		id := newGUID()
+		id := funchost.NewGUID()
 		out.section("Pushed %s (%s): the registry's Event Grid subscription routes its ImagePushed event (%s) to the queue",
 			t.Ref, shortDigest(digest), schema)
-		q.put(id, pushEvent(o.CloudEvents, id, reg.Host(), repo, tag, digest, acr.MediaTypeOCIManifest, size, at))
+		q.Put(id, pushEvent(o.CloudEvents, id, reg.Host(), repo, tag, digest, acr.MediaTypeOCIManifest, size, at))
 	case TriggerSend:
-		id := newGUID()
+		id := funchost.NewGUID()
 		out.section("Portal: an operator sends message %s to the queue: %s", id, oneLine(t.Body, 120))
-		q.put(id, []byte(t.Body))
+		q.Put(id, []byte(t.Body))
 	default:
 		return fmt.Errorf("unknown trigger %q", t.Kind)
 	}

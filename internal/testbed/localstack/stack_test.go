@@ -216,7 +216,7 @@ func TestFailuresRedeliveredThenDeadLettered(t *testing.T) {
 	assert.True(t, worker[0].Redelivered)
 	assert.True(t, worker[1].DeadLettered)
 	require.Len(t, res.DeadLetters, 1)
-	assert.Equal(t, 2, res.DeadLetters[0].Deliveries)
+	assert.Equal(t, 2, res.DeadLetters[0].DeliveryCount)
 	assert.Len(t, res.Incomplete(), 2, "the timer and the dead letter")
 	require.Len(t, res.Runs, 1)
 	rep := res.Runs[0]
