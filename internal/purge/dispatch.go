@@ -139,7 +139,7 @@ const (
 // checkTag reads the tag again just before deleting it: DELETE removes
 // whatever the name points at now, which may no longer be what was planned.
 func (r *repoRun) checkTag(ctx context.Context, d policy.Decision) (verdict, acr.Attributes, error) {
-	cur, err := r.e.reg.GetTag(ctx, r.job.Repository, d.Tag)
+	cur, err := r.reg.GetTag(ctx, r.job.Repository, d.Tag)
 	switch {
 	case acr.IsNotFound(err):
 		return verdictGone, acr.Attributes{}, nil
@@ -156,7 +156,7 @@ func (r *repoRun) checkTag(ctx context.Context, d policy.Decision) (verdict, acr
 // checkManifest reads the manifest again just before deleting it: deleting a
 // manifest also deletes any tag given to it since it was listed.
 func (r *repoRun) checkManifest(ctx context.Context, d policy.Decision) (verdict, acr.Attributes, error) {
-	cur, err := r.e.reg.GetManifest(ctx, r.job.Repository, d.Digest)
+	cur, err := r.reg.GetManifest(ctx, r.job.Repository, d.Digest)
 	switch {
 	case acr.IsNotFound(err):
 		return verdictGone, acr.Attributes{}, nil
@@ -171,7 +171,7 @@ func (r *repoRun) checkManifest(ctx context.Context, d policy.Decision) (verdict
 }
 
 func (r *repoRun) deleteTag(ctx context.Context, d policy.Decision) error {
-	reg, repo := r.e.reg, r.job.Repository
+	reg, repo := r.reg, r.job.Repository
 	gone, err := r.deleteChecked(ctx, d, r.checkTag,
 		func(ctx context.Context, a acr.Attributes) error { return reg.UpdateTagAttributes(ctx, repo, d.Tag, a) },
 		func(ctx context.Context) error { return reg.DeleteTag(ctx, repo, d.Tag) })
@@ -182,7 +182,7 @@ func (r *repoRun) deleteTag(ctx context.Context, d policy.Decision) error {
 }
 
 func (r *repoRun) deleteManifest(ctx context.Context, d policy.Decision) error {
-	reg, repo := r.e.reg, r.job.Repository
+	reg, repo := r.reg, r.job.Repository
 	_, err := r.deleteChecked(ctx, d, r.checkManifest,
 		func(ctx context.Context, a acr.Attributes) error {
 			return reg.UpdateManifestAttributes(ctx, repo, d.Digest, a)

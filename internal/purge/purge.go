@@ -8,6 +8,12 @@
 // flight (shared by every repository the executor works on), a soft deadline
 // after which no new delete starts, and a Result per repository with counts,
 // a status and, when stopped early, a resume Cursor.
+//
+// RunBatch is the one batch purge of the app and the CLI: one token per
+// batch, the policy and the token's access claim checked per repository
+// (NeededActions, MissingActions), Parallelism repositories at a time, and
+// every repository's outcome through a callback. The Worker adds
+// checkpoints to it, `handler purge` its report.
 package purge
 
 import (
@@ -119,6 +125,10 @@ type Job struct {
 	// Deadline is soft: after it no new delete starts, in-flight ones finish
 	// and the result is partial. Zero means none.
 	Deadline time.Time
+	// Registry, if set, serves this job instead of the executor's own (a
+	// client bound to the job's batch token), so that one executor can
+	// serve several batches.
+	Registry Registry
 }
 
 // Result is the outcome of one Job.
@@ -175,7 +185,11 @@ func (e *Executor) Purge(ctx context.Context, job Job) (res Result) {
 		return res
 	}
 
-	r := &repoRun{e: e, job: job, pl: pl, res: &res, log: log}
+	reg := job.Registry
+	if reg == nil {
+		reg = e.reg
+	}
+	r := &repoRun{e: e, reg: reg, job: job, pl: pl, res: &res, log: log}
 	phase := policy.PhaseTags
 	if pl.PlanTags() && (job.Cursor == nil || job.Cursor.Phase != policy.PhaseManifests) {
 		err = r.tags(ctx)
@@ -237,6 +251,7 @@ func transient(err error) bool {
 // repoRun is the state of one repository's purge.
 type repoRun struct {
 	e   *Executor
+	reg Registry // the job's, else the executor's
 	job Job
 	pl  *policy.RepoPlanner
 	log *slog.Logger
@@ -274,7 +289,7 @@ func (r *repoRun) tags(ctx context.Context) error {
 	defer cancel()
 	d := r.newDispatcher(ctx, cancel)
 	var pending []policy.Decision
-	err := r.e.reg.Tags(ctx, r.job.Repository, func(page []acr.Tag) error {
+	err := r.reg.Tags(ctx, r.job.Repository, func(page []acr.Tag) error {
 		if r.pastDeadline() {
 			r.markStopped()
 			return errStopped
@@ -312,7 +327,7 @@ func (r *repoRun) manifests(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := r.newDispatcher(ctx, cancel)
-	src := repoSource{reg: r.e.reg, repo: r.job.Repository, run: r}
+	src := repoSource{reg: r.reg, repo: r.job.Repository, run: r}
 	r.gone = map[string]bool{}
 	var held []policy.Decision
 	err := r.pl.Manifests(ctx, src, func(dec policy.Decision) error {

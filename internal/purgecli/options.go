@@ -1,15 +1,18 @@
 package purgecli
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/purge"
 	"github.com/acrpurge/acrpurge/internal/queue"
 )
 
@@ -24,8 +27,9 @@ const (
 
 // Setting names read as flag defaults (the same names the app uses).
 const (
-	envLoginServer = "ACR_LOGIN_SERVER"
-	envPolicy      = "PURGE_POLICY"
+	envLoginServer     = "ACR_LOGIN_SERVER"
+	envPolicy          = "PURGE_POLICY"
+	envRepoParallelism = "PURGE_REPOSITORY_PARALLELISM"
 )
 
 // Flag defaults and bounds.
@@ -37,6 +41,7 @@ const (
 	maxConcurrency          = 64
 	maxDeletesPerMinute     = 100000
 	maxBatchSize            = 50
+	maxRepoParallelism      = 64
 )
 
 // options is the validated command line.
@@ -49,6 +54,7 @@ type options struct {
 	concurrency      int
 	deletesPerMinute int
 	batchSize        int
+	repoParallel     int
 	timeout          time.Duration
 	verbose          bool
 	tenant           string
@@ -134,12 +140,15 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 			"registry login server, e.g. contoso.azurecr.io (default $"+envLoginServer+"); http://127.0.0.1:PORT only for loopback")
 		pol = fs.String("policy", getenv(envPolicy),
 			"policy JSON inline, or @file relative to the current directory (default $"+envPolicy+")")
-		repos    repoList
-		dryRun   = fs.Bool("dry-run", true, "report only, delete nothing; --dry-run=false deletes")
-		output   = fs.String("output", "table", "output format: table or json")
-		conc     = fs.Int("concurrency", defaultConcurrency, fmt.Sprintf("deletes in flight (1-%d)", maxConcurrency))
-		dpm      = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits deletes per identity", maxDeletesPerMinute))
-		batch    = fs.Int("batch-size", defaultBatchSize, fmt.Sprintf("repositories per access token (1-%d)", maxBatchSize))
+		repos   repoList
+		dryRun  = fs.Bool("dry-run", true, "report only, delete nothing; --dry-run=false deletes")
+		output  = fs.String("output", "table", "output format: table or json")
+		conc    = fs.Int("concurrency", defaultConcurrency, fmt.Sprintf("deletes in flight (1-%d)", maxConcurrency))
+		dpm     = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits deletes per identity", maxDeletesPerMinute))
+		batch   = fs.Int("batch-size", defaultBatchSize, fmt.Sprintf("repositories per access token (1-%d)", maxBatchSize))
+		repoPar = fs.String("repository-parallelism", cmp.Or(getenv(envRepoParallelism), strconv.Itoa(purge.DefaultRepoParallelism)),
+			fmt.Sprintf("repositories purged at once (1-%d; default $%s, else %d); deletes in flight stay bounded by --concurrency",
+				maxRepoParallelism, envRepoParallelism, purge.DefaultRepoParallelism))
 		timeout  = fs.Duration("timeout", defaultTimeout, "overall time limit; then no new delete starts and the run ends partial")
 		verbose  = fs.Bool("verbose", false, "list kept items too, and log at info level")
 		tenant   = fs.String("tenant", "", "Microsoft Entra tenant ID (optional)")
@@ -173,6 +182,12 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 	var errs []error
 	if errUsage != nil {
 		errs = append(errs, errUsage)
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(*repoPar)); err != nil || n < 1 || n > maxRepoParallelism {
+		errs = append(errs, usagef("--repository-parallelism (or %s) must be a whole number from 1 to %d, got %q",
+			envRepoParallelism, maxRepoParallelism, *repoPar))
+	} else {
+		o.repoParallel = n
 	}
 	if s := strings.TrimSpace(*registry); s == "" {
 		errs = append(errs, usagef("--registry is required (or set %s), e.g. --registry contoso.azurecr.io", envLoginServer))

@@ -237,6 +237,8 @@ func TestUsageErrors(t *testing.T) {
 		{"budget", []string{"--registry", url, "--policy", testPolicy, "--deletes-per-minute", "-5"}, "--deletes-per-minute must be"},
 		{"batch size", []string{"--registry", url, "--policy", testPolicy, "--batch-size", "51"}, "--batch-size must be"},
 		{"timeout", []string{"--registry", url, "--policy", testPolicy, "--timeout", "0s"}, "--timeout must be positive"},
+		{"repository parallelism", []string{"--registry", url, "--policy", testPolicy, "--repository-parallelism", "0"}, "--repository-parallelism (or PURGE_REPOSITORY_PARALLELISM) must be"},
+		{"repository parallelism not a number", []string{"--registry", url, "--policy", testPolicy, "--repository-parallelism", "many"}, `got "many"`},
 		{"bad repository", []string{"--registry", url, "--policy", testPolicy, "--repository", "Team/App"}, `--repository "Team/App"`},
 		{"dry-run false without =", []string{"--registry", url, "--policy", testPolicy, "--dry-run", "false"}, "--dry-run=false"},
 	}
@@ -363,4 +365,19 @@ func TestDeleteRateIsBudgeted(t *testing.T) {
 
 func tokenRequest() azpolicy.TokenRequestOptions {
 	return azpolicy.TokenRequestOptions{Scopes: []string{acremu.AADScope}}
+}
+
+// TestRepositoryParallelismSetting: PURGE_REPOSITORY_PARALLELISM is the
+// flag's default, checked like the flag.
+func TestRepositoryParallelismSetting(t *testing.T) {
+	c := newCLI(t, emutest.Options{})
+	c.env2["PURGE_REPOSITORY_PARALLELISM"] = "65"
+	res := c.run(nil, c.args()...)
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, `must be a whole number from 1 to 64, got "65"`)
+	c.env2["PURGE_REPOSITORY_PARALLELISM"] = "1"
+	res = c.run(nil, c.args()...)
+	assert.Equal(t, exitOK, res.code, res.stderr)
+	res = c.run(nil, c.args("--repository-parallelism", "3")...)
+	assert.Equal(t, exitOK, res.code, res.stderr)
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/policy"
@@ -100,30 +98,14 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 		return out, fmt.Errorf("run %s batch %d: %w", job.runID, job.n, err)
 	}
 	states := make([]*repoState, len(job.repos))
-	var first []checkpoint.Repo // rows decided before any purge
 	for i, name := range job.repos {
 		row, ok := rows[name]
 		if !ok {
 			row = checkpoint.Repo{RunID: job.runID, Name: name, Batch: job.n, Status: checkpoint.StatusPending}
 		}
-		st := &repoState{name: name, row: row}
-		states[i] = st
-		if terminal(row.Status) {
-			st.already = true
-			continue
-		}
-		switch covered, err := w.o.Policy.MatchRepository(name); {
-		case err != nil:
-			st.row.Status, st.row.Reason, st.row.Error = checkpoint.StatusFailed, "the policy's repository filter failed", err.Error()
-			first = append(first, st.row)
-		case !covered:
-			st.row.Status, st.row.Reason = checkpoint.StatusSkipped, "not in policy: no rule applies to this repository"
-			first = append(first, st.row)
-		default:
-			st.work = true
-		}
+		states[i] = &repoState{name: name, row: row, already: terminal(row.Status), work: !terminal(row.Status)}
 	}
-	if err := w.save(ctx, job.runID, first, &batch); err != nil {
+	if err := w.save(ctx, job.runID, nil, &batch); err != nil {
 		return out, fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 	}
 
@@ -131,122 +113,74 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 	return w.finish(ctx, log, d, job, batch, states, out)
 }
 
-// purgeAll obtains the message's token and purges every repository marked
-// work, RepoParallelism at a time, updating each state.
+// purgeAll purges every repository marked work with purge.RunBatch (one
+// token for the message), checkpointing each repository when it starts and
+// when it ends.
 func (w *Worker) purgeAll(ctx context.Context, log *slog.Logger, job batchJob, states []*repoState, deadline time.Time) {
-	var work []*repoState
+	byName := make(map[string]*repoState, len(states))
+	var repos []string
 	for _, st := range states {
 		if st.work {
-			work = append(work, st)
+			byName[st.name] = st
+			repos = append(repos, st.name)
 		}
 	}
-	if len(work) == 0 {
+	if len(repos) == 0 {
 		return
 	}
-	scopes := make([]acr.Scope, len(work))
-	for i, st := range work {
-		scopes[i] = acr.RepositoryScope(st.name, acr.PurgeActions...)
-	}
-	src := w.o.Tokens.Source(scopes...)
-	tok, err := src.Token(ctx)
-	if err != nil {
-		err = fmt.Errorf("access token for %d repositories: %w", len(work), err)
-		for _, st := range work {
-			st.retry = err
-			st.row.Error = err.Error()
-		}
-		return
-	}
-
-	// The access claim is advisory but tells us early what the registry
-	// will refuse; a nil claim means unknown, and the registry decides.
-	var forbidden []checkpoint.Repo
-	if tok.Granted != nil {
-		for _, st := range work {
-			if missing := w.missingActions(tok, st.name, job.dryRun); len(missing) > 0 {
-				st.work = false
-				st.row.Status = checkpoint.StatusForbidden
-				st.row.Reason = fmt.Sprintf("the access token does not grant %s on this repository: "+
-					"check that the identity's role assignment (its ABAC repository condition) covers it",
-					strings.Join(missing, ", "))
-				forbidden = append(forbidden, st.row)
-			}
-		}
-	}
-	if len(forbidden) > 0 {
-		log.Warn("repositories not permitted", "count", len(forbidden))
-		if err := w.save(ctx, job.runID, forbidden, nil); err != nil {
-			err = fmt.Errorf("save progress: %w", err)
-			for _, st := range work {
-				if !st.work {
-					st.retry = err
-				}
-			}
-		}
-	}
-
-	exec := purge.New(w.o.Client.WithTokens(src), purge.Options{
-		Concurrency: w.o.Concurrency, Now: w.o.Now, Logger: log,
+	src := w.o.Tokens.Source(acr.PurgeScopes(repos)...)
+	reg := w.o.Client.WithTokens(src)
+	exec := purge.New(reg, purge.Options{Concurrency: w.o.Concurrency, Now: w.o.Now, Logger: log})
+	purge.RunBatch(ctx, purge.Batch{
+		Repositories: repos, Policy: w.o.Policy, DryRun: job.dryRun, Deadline: deadline, Tokens: src, Registry: reg,
+	}, purge.BatchOptions{
+		Executor: exec, Parallelism: RepoParallelism,
+		Begin: func(ctx context.Context, repo string) (*policy.Cursor, error) {
+			return w.begin(ctx, log, job, byName[repo])
+		},
+		Done: func(o purge.RepoOutcome) { w.done(ctx, log, job, byName[o.Repository], o) },
 	})
-	g := new(errgroup.Group)
-	g.SetLimit(RepoParallelism)
-	for _, st := range work {
-		if !st.work {
-			continue
-		}
-		// Wait for a slot before deciding: a repository whose turn comes
-		// after the deadline is left for the continuation.
-		g.Go(func() error {
-			switch {
-			case ctx.Err() != nil:
-				st.retry = fmt.Errorf("the invocation ended before %s started: %w", st.name, context.Cause(ctx))
-			case w.o.Now().Before(deadline):
-				w.purgeOne(ctx, log, exec, job, st, deadline)
-			}
-			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines report through their states
 }
 
-// missingActions lists the actions a purge needs on repo that tok lacks.
-func (w *Worker) missingActions(tok *acr.Token, repo string, dryRun bool) []string {
-	need := []string{acr.ActionMetadataRead}
-	if !dryRun {
-		need = append(need, acr.ActionDelete)
-		if w.locked {
-			need = append(need, acr.ActionMetadataWrite)
-		}
-	}
-	var missing []string
-	for _, a := range need {
-		if !tok.Allows(repo, a) {
-			missing = append(missing, a)
-		}
-	}
-	return missing
-}
-
-// purgeOne purges one repository between two checkpoints.
-func (w *Worker) purgeOne(ctx context.Context, log *slog.Logger, exec *purge.Executor, job batchJob, st *repoState, deadline time.Time) {
+// begin checkpoints a repository as partial, with the cursor it starts
+// from, just before it is purged.
+func (w *Worker) begin(ctx context.Context, log *slog.Logger, job batchJob, st *repoState) (*policy.Cursor, error) {
 	st.cursor = w.startCursor(log, job, st)
 	raw, err := json.Marshal(st.cursor)
 	if err != nil {
-		st.retry = fmt.Errorf("encode cursor: %w", err)
-		return
+		return nil, fmt.Errorf("encode cursor: %w", err)
 	}
 	st.row.Status, st.row.Cursor, st.row.Batch = checkpoint.StatusPartial, string(raw), job.n
 	st.row.Attempts++
 	if err := w.save(ctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
-		st.retry = fmt.Errorf("save progress: %w", err)
-		return
+		return nil, fmt.Errorf("save progress: %w", err)
 	}
 	st.started = true
-	res := exec.Purge(ctx, purge.Job{
-		Repository: st.name, Policy: w.o.Policy, DryRun: job.dryRun, Cursor: st.cursor, Deadline: deadline,
-	})
-	st.res = &res
-	w.apply(st, job.dryRun)
+	return st.cursor, nil
+}
+
+// done folds a repository's outcome into its state and checkpoints it.
+func (w *Worker) done(ctx context.Context, log *slog.Logger, job batchJob, st *repoState, o purge.RepoOutcome) {
+	switch {
+	case o.Result != nil:
+		st.res = o.Result
+		w.apply(st, job.dryRun)
+	case o.Status == purge.StatusNotStarted:
+		if o.Err != nil {
+			st.retry = fmt.Errorf("%s: %s: %w", st.name, o.Reason, o.Err)
+		}
+		return // otherwise left for the continuation
+	case o.Retryable:
+		st.retry = fmt.Errorf("%s: %s: %w", st.name, o.Reason, o.Err)
+		st.row.Error = errText(o.Err)
+		return
+	default: // decided without purging: skipped, forbidden, failed
+		st.work = false
+		st.row.Status, st.row.Reason, st.row.Error = checkpoint.Status(o.Status), o.Reason, errText(o.Err)
+		if o.Status == purge.StatusForbidden {
+			log.Warn("repository not permitted", "repository", st.name, "reason", o.Reason)
+		}
+	}
 
 	// Keep the progress even when the host cancelled the invocation.
 	sctx, cancel := detached(ctx)
@@ -255,7 +189,7 @@ func (w *Worker) purgeOne(ctx context.Context, log *slog.Logger, exec *purge.Exe
 		st.retry = fmt.Errorf("save progress: %w", err)
 		return
 	}
-	if res.Status == purge.StatusDone && !job.dryRun {
+	if o.Result != nil && o.Result.Status == purge.StatusDone && !job.dryRun {
 		if err := w.o.Store.SetLastPurge(sctx, st.name, w.o.Now(), job.runID); err != nil {
 			log.Warn("could not record the purge time (push debounce)", "repository", st.name, "err", err)
 		}

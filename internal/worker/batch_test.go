@@ -403,3 +403,32 @@ func TestNewValidates(t *testing.T) {
 		assert.True(t, strings.Contains(err.Error(), want), want)
 	}
 }
+
+// TestUntaggedRulesNeedPull: a rule that deletes untagged manifests reads
+// their bodies (index children, subjects), so the token must grant pull.
+// The Worker used to check only metadata_read and delete (the CLI checked
+// pull too); both now use purge.NeededActions.
+func TestUntaggedRulesNeedPull(t *testing.T) {
+	identity := &acremu.Identity{Name: "abac", Grants: []acremu.Grant{
+		{RepositoryPrefix: "team-a/"},
+		{RepositoryPrefix: "team-u/", Actions: []string{acr.ActionDelete, acr.ActionMetadataRead, acr.ActionMetadataWrite}},
+	}}
+	const untaggedPolicy = `{"rules":[{"filters":["team-.*:^ci-"],"ago":"30d","keep":2,"untagged":true}]}`
+	f := newFixture(t, fixtureOpts{emu: emutest.Options{Registry: acremu.Options{ABAC: true}, Identity: identity}}, untaggedPolicy)
+	reg := f.env.Registry
+	for _, r := range []string{"team-a/app", "team-u/app"} {
+		seedCI(reg, r, 4)
+	}
+	w := f.worker(t)
+	msg := queue.Message{RunID: "s-pull", Repositories: []string{"team-a/app", "team-u/app"}}
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	require.NoError(t, err)
+	rows, err := f.store.GetRepos(t.Context(), msg.RunID, msg.Repositories)
+	require.NoError(t, err)
+	assert.Equal(t, checkpoint.StatusDone, rows["team-a/app"].Status)
+	assert.Equal(t, checkpoint.StatusForbidden, rows["team-u/app"].Status)
+	assert.Contains(t, rows["team-u/app"].Reason, "grant pull on this repository")
+	for _, d := range reg.Deletes() {
+		assert.Equal(t, "team-a/app", d.Repo, "nothing is deleted where the plan cannot be made safely")
+	}
+}

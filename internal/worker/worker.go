@@ -73,9 +73,8 @@ type Options struct {
 
 // Worker handles queue messages. It is safe for concurrent use.
 type Worker struct {
-	o      Options
-	log    *slog.Logger
-	locked bool // some rule has includeLocked: metadata_write is needed
+	o   Options
+	log *slog.Logger
 }
 
 // New validates o and returns a Worker.
@@ -115,11 +114,7 @@ func New(o Options) (*Worker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{o: o, log: log}
-	for _, r := range o.Policy.Rules {
-		w.locked = w.locked || r.IncludeLocked
-	}
-	return w, nil
+	return &Worker{o: o, log: log}, nil
 }
 
 // Delivery is one delivered Service Bus message.

@@ -101,7 +101,7 @@ func Sequential(ctx context.Context, o SequentialOptions) (SequentialFigures, er
 
 // sequentialRepo purges one repository for Sequential.
 func sequentialRepo(ctx context.Context, o SequentialOptions, repo string, now time.Time, f *SequentialFigures) error {
-	c := o.Client.WithTokens(o.Broker.Source(purgeScopes(repo)...))
+	c := o.Client.WithTokens(o.Broker.Source(acr.PurgeScopes([]string{repo})...))
 	rp, err := o.Policy.Planner(repo, now, policy.WithNotFound(acr.IsNotFound), policy.WithFetchConcurrency(1))
 	if err != nil {
 		f.Skipped++ // no rule applies
