@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -93,6 +94,27 @@ func tagNames(reg *acremu.Registry, repo string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// own creates the run and batch of an own message, as its trigger would
+// have (the Worker refuses own messages of runs that do not exist), and
+// encodes the message.
+func (f *fixture) own(t *testing.T, m queue.Message) []byte {
+	t.Helper()
+	if m.Trigger == "" {
+		m.Trigger = queue.TriggerSchedule
+	}
+	if m.Batches == 0 {
+		m.Batches, m.Batch = 1, 1
+	}
+	run := checkpoint.Run{ID: m.RunID, Trigger: m.Trigger, Batches: m.Batches, Repositories: len(m.Repositories), Enqueued: true}
+	_, _, err := f.store.CreateRun(t.Context(), run, []checkpoint.Batch{{N: m.Batch, Repositories: m.Repositories}})
+	require.NoError(t, err)
+	if _, err := f.store.GetBatch(t.Context(), m.RunID, m.Batch); errors.Is(err, checkpoint.ErrNotFound) {
+		require.NoError(t, f.store.SaveProgress(t.Context(), m.RunID, nil,
+			&checkpoint.Batch{RunID: m.RunID, N: m.Batch, Repositories: m.Repositories, Status: checkpoint.StatusQueued}))
+	}
+	return ownBody(t, m)
 }
 
 // ownBody encodes an own message.

@@ -22,28 +22,38 @@ func hashID(prefix, key string) string {
 }
 
 // own processes a batch written by the Scheduler, a re-fan-out or a
-// continuation.
+// continuation. Runs are created only by their trigger (the Scheduler, a
+// portal re-fan-out), before any of their messages is sent: a message in
+// the app's own format must name a run and batch that exist and only
+// repositories of that batch, or it is rejected (recorded and completed).
+// Anyone allowed to send to the queue could otherwise create a future
+// nightly run and so switch that night off. The run's dry-run flag and
+// trigger win over the message's; a message may only ask for a dry run.
 func (w *Worker) own(ctx context.Context, log *slog.Logger, d Delivery, m *queue.Message) (Outcome, error) {
 	out := Outcome{Kind: KindOwn, RunID: m.RunID, Batch: m.Batch}
-	if _, err := w.o.Store.GetRun(ctx, m.RunID); errors.Is(err, checkpoint.ErrNotFound) {
-		// The run row is written before any message is sent, so this is a
-		// message whose checkpoints were lost (or sent by hand): recreate
-		// the run from the message.
-		log.Warn("run row missing: creating it from the message", "run", m.RunID)
-		run := checkpoint.Run{
-			ID: m.RunID, Trigger: m.Trigger, DryRun: m.DryRun || w.o.DryRun, PolicyHash: w.o.Policy.Hash(),
-			Started: w.o.Now(), Batches: m.Batches, Enqueued: true,
-			Note: "run row created by the worker from message " + d.MessageID,
-		}
-		if _, _, err := w.o.Store.CreateRun(ctx, run, []checkpoint.Batch{{N: m.Batch, Repositories: m.Repositories}}); err != nil {
-			return out, fmt.Errorf("run %s: create missing run: %w", m.RunID, err)
-		}
-	} else if err != nil {
+	run, err := w.o.Store.GetRun(ctx, m.RunID)
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound) || errors.Is(err, checkpoint.ErrInvalid):
+		return w.reject(ctx, log, d, fmt.Errorf("run %.80q does not exist: a message in the app's own format must "+
+			"belong to a run its trigger created (send {\"repositories\":[…]} to start a run by hand)", m.RunID))
+	case err != nil:
 		return out, fmt.Errorf("run %s: %w", m.RunID, err)
 	}
+	batch, err := w.o.Store.GetBatch(ctx, m.RunID, m.Batch)
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound) || errors.Is(err, checkpoint.ErrInvalid):
+		return w.reject(ctx, log, d, fmt.Errorf("run %s has no batch %d", m.RunID, m.Batch))
+	case err != nil:
+		return out, fmt.Errorf("run %s batch %d: %w", m.RunID, m.Batch, err)
+	}
+	for _, r := range m.Repositories {
+		if !slices.Contains(batch.Repositories, r) {
+			return w.reject(ctx, log, d, fmt.Errorf("repository %.100q is not part of run %s batch %d", r, m.RunID, m.Batch))
+		}
+	}
 	return w.process(ctx, d, batchJob{
-		runID: m.RunID, n: m.Batch, batches: m.Batches, trigger: m.Trigger,
-		repos: m.Repositories, dryRun: m.DryRun || w.o.DryRun, resume: m.Resume,
+		runID: m.RunID, n: m.Batch, batches: run.Batches, trigger: run.Trigger,
+		repos: m.Repositories, dryRun: run.DryRun || m.DryRun || w.o.DryRun, resume: m.Resume,
 	}, out)
 }
 

@@ -446,7 +446,7 @@ func abacPartialGrant(t *testing.T, p params, rng *rand.Rand) {
 				assert.Equal(t, checkpoint.StatusDone, r.Status, "%s: %s %s", r.Name, r.Reason, r.Error)
 			case strings.HasPrefix(r.Name, "team-b/"), strings.HasPrefix(r.Name, "team-c/"):
 				assert.Equal(t, checkpoint.StatusForbidden, r.Status, r.Name)
-				assert.Contains(t, r.Reason, "metadata_read, delete", r.Name)
+				assert.Contains(t, r.Reason, "metadata_read, pull, delete", r.Name)
 			case strings.HasPrefix(r.Name, "team-d/"):
 				assert.Equal(t, checkpoint.StatusForbidden, r.Status, r.Name)
 				assert.Contains(t, r.Reason, "grant delete on", r.Name)

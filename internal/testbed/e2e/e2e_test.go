@@ -76,7 +76,7 @@ func TestNightlyFanOutWithABACIdentity(t *testing.T) {
 	for _, x := range rep.Repositories {
 		if x.Name == denied.Name {
 			assert.Equal(t, "forbidden", x.Status)
-			assert.Contains(t, x.Reason, "metadata_read, delete")
+			assert.Contains(t, x.Reason, "metadata_read, pull, delete", "an untagged rule reads manifest bodies")
 			continue
 		}
 		assert.Equal(t, "done", x.Status, x.Name)
