@@ -66,8 +66,8 @@ func (r *ScriptReader) Read(text, source string) error {
 		c, ok, err := sp.next()
 		if err != nil {
 			var se *SyntaxError
-			if errors.As(err, &se) && !multiline {
-				return &InputError{Source: source, Err: fmt.Errorf("column %d: %s", se.Column, se.Msg)}
+			if errors.As(err, &se) {
+				return &InputError{Source: fmt.Sprintf("%s, column %d", where(se.Line), se.Column), Err: errors.New(se.Msg)}
 			}
 			return &InputError{Source: source, Err: err}
 		}
