@@ -68,16 +68,45 @@ func DocumentOf(p *policy.Policy) Document {
 	return d
 }
 
-// Marshal renders the document as indented JSON ending in a newline.
+// Marshal renders the document as JSON with one rule per line, ending in a
+// newline.
 func (d Document) Marshal() ([]byte, error) {
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // filters hold <, > and & more often than HTML does
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(d); err != nil {
-		return nil, err
+	b.WriteString("{\n  \"rules\": [")
+	for i, r := range d.Rules {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n    ")
+		if err := compact(&b, r); err != nil {
+			return nil, err
+		}
 	}
+	b.WriteString("\n  ]")
+	if len(d.Protect) > 0 {
+		b.WriteString(",\n  \"protect\": ")
+		if err := compact(&b, d.Protect); err != nil {
+			return nil, err
+		}
+	}
+	if d.FilterTimeout != nil {
+		fmt.Fprintf(&b, ",\n  \"filterTimeout\": %d", *d.FilterTimeout)
+	}
+	b.WriteString("\n}\n")
 	return b.Bytes(), nil
+}
+
+// compact writes v as compact JSON, leaving <, > and & as they are (filters
+// hold them more often than HTML does).
+func compact(b *bytes.Buffer, v any) error {
+	var one bytes.Buffer
+	enc := json.NewEncoder(&one)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Write(bytes.TrimSuffix(one.Bytes(), []byte("\n")))
+	return nil
 }
 
 // Convert turns the commands into one policy, one rule per command in
@@ -253,7 +282,7 @@ func settings(in *Input, opt Options, notes *noteList) ([]Setting, error) {
 			notes.add("only some commands have --dry-run (%s); %s=true makes every rule a dry run", strings.Join(dry, ", "), config.DryRun)
 		}
 	default:
-		notes.add("acr purge deleted for real; the infra deploys with %s=true (parameter dryRun) so that a first report can be compared before anything is deleted", config.DryRun)
+		notes.add("these commands delete (no --dry-run); the infra deploys with %s=true (parameter dryRun): nothing is deleted until a report has been compared and it is set to false", config.DryRun)
 	}
 
 	conc, err := concurrencySetting(cmds, notes)

@@ -57,7 +57,7 @@ func TestConvertRealWorldCommands(t *testing.T) {
 			in:   []string{`acr purge --filter 'hello-world:.*' --untagged --ago 1d`},
 			want: `{"rules":[{"name":"hello-world","filters":["hello-world:.*"],"ago":"1d","untagged":true}]}`,
 			notes: []string{"younger than 1 hour", `no "protect" patterns`, "read again just before it is deleted",
-				"infra deploys with PURGE_DRY_RUN=true"},
+				"the infra deploys with PURGE_DRY_RUN=true"},
 		},
 		{
 			name: "docs: every tag of a repository, keeping the newest 5",
@@ -414,4 +414,20 @@ func TestDocumentOfWritesDefaultsOnlyWhenSet(t *testing.T) {
 	assert.Equal(t, float64(90), got["filterTimeout"])
 	assert.Equal(t, []any{"^latest$"}, got["protect"])
 	requireRoundTrip(t, out)
+}
+
+func TestPolicyJSONIsOneRulePerLine(t *testing.T) {
+	res, err := convertLines(Options{},
+		`acr purge --filter 'team-a/.*:^(?!keep-)<&>' --ago 1d --filter-timeout-seconds 90`,
+		`acr purge --untagged-only`)
+	require.NoError(t, err)
+	requireRoundTrip(t, res.Policy)
+	assert.Equal(t, `{
+  "rules": [
+    {"name":"team-a","filters":["team-a/.*:^(?!keep-)<&>"],"ago":"1d"},
+    {"name":"untagged","untaggedOnly":true}
+  ],
+  "filterTimeout": 90
+}
+`, string(res.Policy))
 }

@@ -25,12 +25,12 @@ type taskFile struct {
 }
 
 type taskStep struct {
-	Cmd     *string    `yaml:"cmd"`
-	Build   any        `yaml:"build"`
-	Push    any        `yaml:"push"`
-	ID      string     `yaml:"id"`
-	Env     []string   `yaml:"env"`
-	Timeout *int       `yaml:"timeout"`
+	Cmd     *string  `yaml:"cmd"`
+	Build   any      `yaml:"build"`
+	Push    any      `yaml:"push"`
+	ID      string   `yaml:"id"`
+	Env     []string `yaml:"env"`
+	Timeout *int     `yaml:"timeout"`
 }
 
 // ParseTaskFile reads the acr purge steps of an ACR Task YAML file; name
