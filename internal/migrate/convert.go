@@ -332,6 +332,9 @@ func scheduleSetting(in *Input, opt Options, notes *noteList) (string, error) {
 				notes.add("--schedule %q replaces the schedule %q of %s", opt.Schedule, c.Schedule, c.Source)
 			}
 		}
+		for _, t := range in.Timers {
+			notes.add("--schedule %q replaces the schedule %q of %s", opt.Schedule, t.Schedule, t.Source)
+		}
 		notes.add("%s is NCRONTAB in UTC like ACR Task timers, with a seconds field first", config.Schedule)
 		return s, nil
 	}

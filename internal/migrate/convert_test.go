@@ -126,6 +126,11 @@ func TestConvertRealWorldCommands(t *testing.T) {
 			notes:    []string{"--dry-run is the app setting PURGE_DRY_RUN=true"},
 		},
 		{
+			name: "quoting: spaces, $, | and a lookahead inside quotes; a byte order mark",
+			in:   []string{"\ufeff" + `acr purge --filter 'team-a/(web|api):^(?!keep me)v.*$' --filter "team-b/.*:^pr-[0-9]+$" --ago 1d`},
+			want: `{"rules":[{"name":"team-a-web-api","filters":["team-a/(web|api):^(?!keep me)v.*$","team-b/.*:^pr-[0-9]+$"],"ago":"1d"}]}`,
+		},
+		{
 			name: "ACR Task placeholder for the registry, unquoted filter",
 			in:   []string{`acr purge --registry {{.Run.Registry}} --filter hello-world:.* --untagged --ago 7d`},
 			want: `{"rules":[{"name":"hello-world","filters":["hello-world:.*"],"ago":"7d","untagged":true}]}`,
@@ -228,6 +233,19 @@ az acr task create --name weeklyPurgeTask \
 			settings: map[string]string{"PURGE_SCHEDULE": "0 30 10 * * Mon-Fri"},
 		},
 		{
+			name: "--schedule replaces a timer's",
+			in: []string{
+				`acr purge --filter 'a:.*' --ago 7d`,
+				`az acr task timer update -n p --timer-name t1 --schedule "0 0 * * *"`,
+				`az acr task timer update -n p --timer-name t2 --schedule "0 12 * * *" --status Disabled`,
+			},
+			schedule: "0 1 * * Sun",
+			want:     `{"rules":[{"name":"a","filters":["a:.*"],"ago":"7d"}]}`,
+			settings: map[string]string{"PURGE_SCHEDULE": "0 0 1 * * Sun"},
+			notes: []string{`--schedule "0 1 * * Sun" replaces the schedule "0 0 * * *" of argument 2`,
+				`argument 3: the timer is disabled (--status Disabled); its schedule "0 12 * * *" is not used`},
+		},
+		{
 			name:     "--schedule replaces the task's",
 			in:       []string{`az acr task create -n p --cmd "acr purge --filter 'a:.*' --ago 7d" --schedule "0 0 * * *"`},
 			schedule: "0 1 * * Sun",
@@ -246,6 +264,13 @@ az acr task create --name weeklyPurgeTask \
 			in:       []string{`ABAC_BATCH_SIZE=20 acr purge --filter 'a:.*' --ago 1d`},
 			want:     `{"rules":[{"name":"a","filters":["a:.*"],"ago":"1d"}]}`,
 			settings: map[string]string{"ABAC_BATCH_SIZE": "20"},
+		},
+		{
+			name:     "acr-cli's environment before the command",
+			in:       []string{`ACR_DEFAULT_REGISTRY=contoso HTTPS_PROXY=http://proxy:3128 acr purge --filter 'a:.*' --ago 1d`},
+			want:     `{"rules":[{"name":"a","filters":["a:.*"],"ago":"1d"}]}`,
+			settings: map[string]string{"ACR_LOGIN_SERVER": "contoso.azurecr.io"},
+			notes:    []string{"argument 1: the environment variable HTTPS_PROXY has no acrpurge equivalent; ignored"},
 		},
 		{
 			name:  "a repeated flag takes the last value, as in acr purge",
@@ -430,4 +455,24 @@ func TestPolicyJSONIsOneRulePerLine(t *testing.T) {
   "filterTimeout": 90
 }
 `, string(res.Policy))
+}
+
+func TestTopLevelAlternation(t *testing.T) {
+	tests := map[string]bool{
+		"a|b":        true,
+		"(a)|b":      true,
+		"[a|b]c|d":   true,
+		"(a|b)":      false,
+		"a(b|c)d":    false,
+		"(?:a|b)/.*": false,
+		"[|]":        false,
+		`a\|b`:       false,
+		"[]|]":       false,
+		"[^]|]x":     false,
+		`[\]|]`:      false,
+		"team-a/.*":  false,
+	}
+	for expr, want := range tests {
+		assert.Equal(t, want, topLevelAlternation(expr), expr)
+	}
 }

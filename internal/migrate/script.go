@@ -54,6 +54,7 @@ func NewScriptReader() *ScriptReader {
 // Read reads one text; source names it in messages ("stdin", "argument 1")
 // and is followed by the line number when the text has several lines.
 func (r *ScriptReader) Read(text, source string) error {
+	text = strings.TrimPrefix(text, "\ufeff") // a byte order mark from an editor
 	multiline := strings.Contains(strings.TrimRight(text, "\n"), "\n")
 	where := func(line int) string {
 		if multiline {
@@ -181,7 +182,7 @@ func applyEnv(c *Command, env []string) error {
 				c.Registry = reg
 			}
 		default:
-			c.note("the environment variable %s is not read by acr purge or acrpurge; ignored", name)
+			c.note("the environment variable %s has no acrpurge equivalent; ignored", name)
 		}
 	}
 	return nil
