@@ -28,8 +28,8 @@ import (
 // It refuses to put a token on a request for any origin but its own
 // (scheme and host), and records every token it sent in the callInfo so
 // that the caller can scrub echoes of them from error messages. It never
-// logs a token. Tokens must be non-nil: without a source there is nothing
-// to add.
+// logs a token. Its zero value fails every request with a clear error:
+// without a TokenSource there is nothing to add.
 type authTransport struct {
 	next   http.RoundTripper // nil: http.DefaultTransport
 	tokens TokenSource

@@ -149,13 +149,15 @@ func ValidateDigest(d string) error {
 		}
 		return nil
 	}
-	for i := 0; i < len(enc); i++ {
-		c := enc[i]
-		if !isLowerAlnum(c) && !(c >= 'A' && c <= 'Z') && c != '=' && c != '_' && c != '-' {
-			return fmt.Errorf("%q at offset %d of the encoded digest is not allowed", c, len(alg)+1+i)
-		}
+	if i := strings.IndexFunc(enc, notEncoded); i >= 0 {
+		return fmt.Errorf("%q at offset %d of the encoded digest is not allowed", enc[i], len(alg)+1+i)
 	}
 	return nil
+}
+
+// notEncoded reports whether r falls outside [a-zA-Z0-9=_-].
+func notEncoded(r rune) bool {
+	return !strings.ContainsRune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=_-", r)
 }
 
 // validAlgorithm reports whether alg is [a-z0-9]+ ([+._-] [a-z0-9]+)*.
