@@ -110,7 +110,12 @@ func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *qu
 	ignore := func(reason string) (Outcome, error) {
 		return Outcome{Kind: KindIgnored, Reason: reason, Summary: fmt.Sprintf("push to %s ignored: %s", repo, reason)}, nil
 	}
-	if ev.Host != "" && !strings.EqualFold(ev.Host, w.o.Registry.Service) {
+	switch {
+	case ev.Host == "":
+		log.Warn("push event without data.request.host ignored: it cannot be shown to come from this registry", "repository", repo, "eventId", ev.ID)
+		return ignore("the event names no registry host (data.request.host)")
+	case !strings.EqualFold(ev.Host, w.o.Registry.Service):
+		log.Warn("push event from another registry ignored", "repository", repo, "eventId", ev.ID, "host", fmt.Sprintf("%.100q", ev.Host))
 		return ignore(fmt.Sprintf("event from another registry (%.100q)", ev.Host))
 	}
 	ok, err := w.o.Policy.MatchRepository(repo)
@@ -129,6 +134,8 @@ func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *qu
 			return ignore(fmt.Sprintf("debounced: purged %s ago by run %s", since.Round(1e9), by))
 		}
 	}
+	// One run per (event, repository): two events sharing an id (a replay
+	// tool, a hand-made event) never share a run.
 	key := ev.ID
 	if key == "" {
 		key = d.MessageID
@@ -136,7 +143,7 @@ func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *qu
 	if key == "" {
 		key = string(d.Body)
 	}
-	runID := hashID("e-", key)
+	runID := hashID("e-", key+"\x00"+repo)
 	out := Outcome{Kind: KindEvent, RunID: runID, Batch: 1}
 	dryRun := w.o.DryRun
 	run := checkpoint.Run{

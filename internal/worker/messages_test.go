@@ -69,6 +69,7 @@ func TestPushEvents(t *testing.T) {
 		{"another registry", string(pushEvent(t, queue.SchemaEventGrid, "e1", queue.EventTypeImagePushed, "team-a/api", "evil.azurecr.io")), "another registry"},
 		{"not in policy", string(pushEvent(t, queue.SchemaCloudEvents, "e2", queue.EventTypeImagePushed, "ops/tools", host)), "not in policy"},
 		{"other event type", string(pushEvent(t, queue.SchemaEventGrid, "e3", "Microsoft.ContainerRegistry.ImageDeleted", "team-a/api", host)), "ImageDeleted"},
+		{"no host", string(pushEvent(t, queue.SchemaEventGrid, "e4", queue.EventTypeImagePushed, "team-a/api", "")), "names no registry host"},
 	}
 	for _, c := range ignored {
 		out := handle([]byte(c.body), "m-"+c.name)
@@ -117,6 +118,17 @@ func TestPushEvents(t *testing.T) {
 	assert.Equal(t, out2.RunID, out5.RunID)
 	require.Len(t, out5.Repos, 1)
 	assert.True(t, out5.Repos[0].Already)
+
+	// Two events sharing an id, for different repositories, are two runs.
+	clock = clock.Add(time.Hour)
+	out6 := handle(pushEvent(t, queue.SchemaEventGrid, "evt-same", queue.EventTypeImagePushed, "team-a/api", host), "m-same-1")
+	out7 := handle(pushEvent(t, queue.SchemaEventGrid, "evt-same", queue.EventTypeImagePushed, "team-b/web", host), "m-same-2")
+	require.Equal(t, worker.KindEvent, out6.Kind)
+	require.Equal(t, worker.KindEvent, out7.Kind)
+	assert.NotEqual(t, out6.RunID, out7.RunID)
+	require.Len(t, out7.Repos, 1)
+	assert.Equal(t, "team-b/web", out7.Repos[0].Name)
+	assert.False(t, out7.Repos[0].Already, "the second repository is purged, not taken for the first's")
 	assertNoDoubleDeletes(t, reg)
 }
 
