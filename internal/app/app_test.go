@@ -77,6 +77,16 @@ func TestRunsFunction(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, res.StatusCode)
 	assert.Contains(t, res.Body, "s-missing")
 
+	// A blank id is a mistake, not "the latest run"; a long one is not echoed.
+	res = runsResponse(t, srv.URL, map[string]string{"runId": "  "}, nil)
+	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+	assert.Contains(t, res.Body, "blank run id")
+	long := strings.Repeat("<x>", 1000)
+	res = runsResponse(t, srv.URL, map[string]string{"runId": long}, nil)
+	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+	assert.NotContains(t, res.Body, "<x>")
+	assert.Less(t, len(res.Body), 200)
+
 	_, _, err := store.CreateRun(t.Context(), checkpoint.Run{ID: "p-1", Trigger: "portal", Batches: 1, Repositories: 1},
 		[]checkpoint.Batch{{N: 1, Repositories: []string{"team-a/x"}}})
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,6 +21,10 @@ const (
 	BindingRequest  = "req"
 	BindingResponse = "res"
 )
+
+// MaxRunIDLength bounds the run ids the function looks up (and echoes);
+// the app's own are at most 18 characters.
+const MaxRunIDLength = 64
 
 // Function is the Runs function: GET /api/runs/{runId?} answers the run's
 // report as JSON (Report), the latest run when no runId (or "latest") is
@@ -37,14 +42,20 @@ func (f *Function) Invoke(ctx context.Context, req *funchost.Request) (*funchost
 	if err != nil {
 		return httpJSON(http.StatusBadRequest, errorBody("unreadable HTTP request: "+err.Error())), nil
 	}
-	runID := strings.TrimSpace(h.Params["runId"])
-	if runID == "latest" {
+	raw := h.Params["runId"]
+	runID := strings.TrimSpace(raw)
+	switch {
+	case raw != "" && runID == "":
+		return httpJSON(http.StatusBadRequest, errorBody("blank run id: leave it out (or say \"latest\") for the latest run")), nil
+	case len(runID) > MaxRunIDLength:
+		return httpJSON(http.StatusBadRequest, errorBody(fmt.Sprintf("invalid run id: longer than %d characters", MaxRunIDLength))), nil
+	case runID == "latest":
 		runID = ""
 	}
 	rep, err := Build(ctx, f.Store, runID)
 	switch {
 	case errors.Is(err, checkpoint.ErrNotFound):
-		what := "run " + runID + " not found"
+		what := fmt.Sprintf("run %q not found", runID)
 		if runID == "" {
 			what = "no run recorded yet"
 		}

@@ -17,7 +17,7 @@ import (
 const (
 	exitOK         = 0   // the stack ran; every message was handled
 	exitRuntime    = 1   // the stack could not run
-	exitUsage      = 2   // bad flags
+	exitUsage      = 2   // bad flags, settings or policy
 	exitIncomplete = 3   // the stack ran, but a message was dead-lettered or the timer failed
 	exitInterrupt  = 130 // interrupted (Ctrl-C): invocations in flight were cancelled
 )
@@ -167,7 +167,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	o.Progress = out
 
 	res, err := RunStack(ctx, o)
+	var usage *UsageError
 	switch {
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "handler local: %v\nRun \"handler local -h\" for the flags.\n", err)
+		return exitUsage
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintln(stderr, "handler local: interrupted")
 		return exitInterrupt

@@ -322,6 +322,10 @@ func TestLocalExitCodes(t *testing.T) {
 	assert.Contains(t, out, "Dead-lettered messages")
 
 	code, _, errOut = local(t, nil, "--policy", "@missing.json")
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code, "a policy that cannot be read is a usage error, as for handler purge")
+	assert.Contains(t, errOut, "PURGE_POLICY")
+
+	code, _, errOut = local(t, nil, "--policy", `{"rules":[{"filters":["x"]}]}`)
+	assert.Equal(t, 2, code, "so is an invalid one")
 	assert.Contains(t, errOut, "PURGE_POLICY")
 }

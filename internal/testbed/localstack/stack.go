@@ -23,6 +23,14 @@ import (
 	"github.com/acrpurge/acrpurge/internal/testbed/hostdriver"
 )
 
+// UsageError is an error in what RunStack was asked to do (flags, settings,
+// the policy), as opposed to a failure while running: `handler local` exits
+// 2 for it.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
 // RunStack starts the emulator with the demo registry, serves the app on a
 // loopback port, delivers the triggers through the host stand-in, drains
 // the queue after each, and reports. Everything it started is stopped
@@ -32,7 +40,7 @@ import (
 func RunStack(ctx context.Context, o Options) (*Result, error) {
 	o.defaults()
 	if err := o.validate(); err != nil {
-		return nil, err
+		return nil, &UsageError{Err: err}
 	}
 	start := time.Now()
 	out := newPrinter(o.Progress)
@@ -57,7 +65,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	}
 	cfg, err := config.Load(func(k string) string { return settings[k] }, config.Requirement{})
 	if err != nil {
-		return nil, err
+		return nil, &UsageError{Err: err}
 	}
 	// The clock starts at the latest occurrence of the schedule, so that
 	// the timer fires as it does every night (a scheduled run, "s-…").
@@ -78,7 +86,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	}
 	pol, err := policy.Load(cfg.PolicySetting, dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", config.Policy, err)
+		return nil, &UsageError{Err: fmt.Errorf("%s: %w", config.Policy, err)}
 	}
 	res.Policy = pol
 
