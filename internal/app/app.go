@@ -69,6 +69,9 @@ type App struct {
 	worker    *worker.Worker
 	runs      *runs.Function
 	log       *slog.Logger
+	// ready, when set, holds invocations back until the start-up check
+	// (Serve: the checkpoint table) has passed.
+	ready *readiness
 }
 
 // New wires the app from a validated configuration and policy.
@@ -143,11 +146,17 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 
 // Handlers returns the functions by name.
 func (a *App) Handlers() map[string]funchost.Handler {
-	return map[string]funchost.Handler{
+	hs := map[string]funchost.Handler{
 		FunctionScheduler: a.scheduler.Invoke,
 		FunctionWorker:    a.worker.Invoke,
 		FunctionRuns:      a.runs.Invoke,
 	}
+	if a.ready != nil {
+		for name, h := range hs {
+			hs[name] = a.ready.gate(h)
+		}
+	}
+	return hs
 }
 
 // HTTPHandler serves the custom-handler protocol for every function.

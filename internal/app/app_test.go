@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,12 +217,87 @@ func TestServe(t *testing.T) {
 	case err := <-ready:
 		require.NoError(t, err)
 	}
+	// The table is created in the background; invocations wait for it.
+	require.Eventually(t, func() bool {
+		_, status, err := funchost.Invoke(ctx, nil, base, app.FunctionRuns,
+			funchost.HTTPTriggerRequest(app.BindingRequest, "GET", base+"/api/runs", nil, nil))
+		return err == nil && status == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
 	res := runsResponse(t, base, nil, nil)
 	assert.Equal(t, http.StatusNotFound, res.StatusCode, "an empty table has no run")
 	cancel()
 	select {
 	case err := <-done:
 		require.NoError(t, err, "a cancelled context is a clean shutdown")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+}
+
+// TestServeAnswersWhileStorageHangs: the Functions host gives a custom
+// handler 60 s to answer GET /. With a table endpoint that accepts
+// connections and never answers, Serve still answers the probe within a
+// second, and invocations fail at once with a retryable error naming the
+// start-up check instead of hanging.
+func TestServeAnswersWhileStorageHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	env := emutest.Start(t, emutest.Options{})
+	port := freePort(t)
+	hanging := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" +
+		"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" +
+		"TableEndpoint=http://" + ln.Addr().String() + "/devstoreaccount1;"
+	settings := map[string]string{
+		config.LoginServer:          env.Registry.URL(),
+		config.Policy:               testPolicy,
+		config.ServiceBusConnString: "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0",
+		config.CheckpointConnString: hanging,
+		config.HandlerPort:          strconv.Itoa(port),
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- app.Serve(ctx, func(k string) string { return settings[k] }, nil) }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	require.NoError(t, funchost.WaitReady(wctx, nil, base))
+	assert.Less(t, time.Since(start), time.Second, "GET / answered within a second")
+
+	call := time.Now()
+	resp, status, err := funchost.Invoke(wctx, nil, base, app.FunctionRuns,
+		funchost.HTTPTriggerRequest(app.BindingRequest, "GET", base+"/api/runs", nil, nil))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusInternalServerError, status, "a retryable failure, not a hang")
+	require.NotEmpty(t, resp.Logs)
+	assert.Contains(t, resp.Logs[0], "starting and cannot serve yet")
+	assert.Less(t, time.Since(call), time.Second)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after its context ended")
 	}

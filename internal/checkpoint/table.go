@@ -53,6 +53,7 @@ type TableOptions struct {
 type Table struct {
 	client  *aztables.Client
 	name    string
+	svc     *aztables.ServiceClient
 	log     *slog.Logger
 	now     clock
 	secrets []string // substrings that must never appear in an error
@@ -61,9 +62,22 @@ type Table struct {
 var _ Store = (*Table)(nil)
 
 // NewTable connects to the table service and creates the table if it is
-// missing (an existing table is fine). Errors never contain the connection
-// string or its key.
+// missing (an existing table is fine): OpenTable, then Ensure. Errors never
+// contain the connection string or its key.
 func NewTable(ctx context.Context, o TableOptions) (*Table, error) {
+	t, err := OpenTable(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// OpenTable checks the options and returns the store without talking to
+// the service; Ensure creates the table before first use.
+func OpenTable(o TableOptions) (*Table, error) {
 	t := &Table{name: o.Table, log: o.Logger, now: nowFunc}
 	if t.name == "" {
 		t.name = DefaultTableName
@@ -107,12 +121,13 @@ func NewTable(ctx context.Context, o TableOptions) (*Table, error) {
 	default:
 		return nil, errors.New("checkpoint: no table storage configured: set CheckpointStorage (connection string) or CheckpointStorage__tableServiceUri")
 	}
-	if err := ensureTable(ctx, svc, t); err != nil {
-		return nil, err
-	}
-	t.client = svc.NewClient(t.name)
+	t.svc, t.client = svc, svc.NewClient(t.name)
 	return t, nil
 }
+
+// Ensure creates the table if it is missing; an existing table, or one the
+// identity may use but not create, is fine.
+func (t *Table) Ensure(ctx context.Context) error { return ensureTable(ctx, t.svc, t) }
 
 // Name returns the table name.
 func (t *Table) Name() string { return t.name }
