@@ -6,6 +6,8 @@
 //   - Scheduler (timer trigger): internal/scheduler.
 //   - Worker (Service Bus trigger): internal/worker.
 //   - Runs (HTTP trigger GET /api/runs/{runId?}): internal/runs.
+//   - DeadLetters (Service Bus trigger on the queue's dead-letter
+//     sub-queue): internal/deadletters.
 //
 // Serve runs the whole thing for `handler serve`; New lets `handler local`
 // and the end-to-end tests inject the parts that differ (credential, sender,
@@ -24,6 +26,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/config"
+	"github.com/acrpurge/acrpurge/internal/deadletters"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
@@ -37,6 +40,8 @@ const (
 	FunctionScheduler = scheduler.Name
 	FunctionWorker    = worker.Name
 	FunctionRuns      = runs.Name
+	// FunctionDeadLetters records dead-lettered Worker messages.
+	FunctionDeadLetters = deadletters.Name
 
 	BindingTimer    = scheduler.BindingTimer
 	BindingMessage  = worker.BindingMessage
@@ -68,6 +73,7 @@ type App struct {
 	scheduler *scheduler.Scheduler
 	worker    *worker.Worker
 	runs      *runs.Function
+	dead      *deadletters.Function
 	log       *slog.Logger
 	// ready, when set, holds invocations back until the start-up check
 	// (Serve: the checkpoint table) has passed.
@@ -141,15 +147,17 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	return &App{
 		scheduler: sched, worker: wk, log: log,
 		runs: &runs.Function{Store: deps.Store, Logger: log.With("function", FunctionRuns)},
+		dead: &deadletters.Function{Store: deps.Store, Now: deps.Now, Logger: log.With("function", FunctionDeadLetters)},
 	}, nil
 }
 
 // Handlers returns the functions by name.
 func (a *App) Handlers() map[string]funchost.Handler {
 	hs := map[string]funchost.Handler{
-		FunctionScheduler: a.scheduler.Invoke,
-		FunctionWorker:    a.worker.Invoke,
-		FunctionRuns:      a.runs.Invoke,
+		FunctionScheduler:   a.scheduler.Invoke,
+		FunctionWorker:      a.worker.Invoke,
+		FunctionRuns:        a.runs.Invoke,
+		FunctionDeadLetters: a.dead.Invoke,
 	}
 	if a.ready != nil {
 		for name, h := range hs {

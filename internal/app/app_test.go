@@ -117,7 +117,7 @@ func TestHostProtocol(t *testing.T) {
 	srv := httptest.NewServer(a.HTTPHandler())
 	t.Cleanup(srv.Close)
 	require.NoError(t, funchost.WaitReady(t.Context(), nil, srv.URL), "GET / answers the host's probe")
-	assert.ElementsMatch(t, []string{"Scheduler", "Worker", "Runs"}, keys(a.Handlers()))
+	assert.ElementsMatch(t, []string{"Scheduler", "Worker", "Runs", "DeadLetters"}, keys(a.Handlers()))
 
 	// A poison message is completed (200) and its reason logged.
 	resp, status, err := funchost.Invoke(t.Context(), nil, srv.URL, app.FunctionWorker,

@@ -134,3 +134,13 @@ var (
 	// ErrTooLarge: a value exceeds what a table property can hold.
 	ErrTooLarge = errors.New("checkpoint: value too large")
 )
+
+// Terminal reports whether a repository in this status needs no more work
+// in its run: done, skipped, forbidden or failed.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusDone, StatusSkipped, StatusForbidden, StatusFailed:
+		return true
+	}
+	return false
+}

@@ -44,6 +44,9 @@ type ServiceBusMeta struct {
 	// every numeric metadata value; false sends a JSON number, as the
 	// documentation's examples show.
 	DeliveryCountAsString bool
+	// ApplicationProperties of the message; a dead-lettered message carries
+	// DeadLetterReason and DeadLetterErrorDescription there.
+	ApplicationProperties map[string]string
 }
 
 // Layouts the host (Newtonsoft.Json) uses for DateTime and DateTimeOffset.
@@ -84,6 +87,10 @@ func ServiceBusRequest(binding string, body []byte, enc Encoding, meta ServiceBu
 		"SequenceNumber":        mustJSON(strconv.FormatInt(meta.SequenceNumber, 10)),
 		"ApplicationProperties": json.RawMessage(`{}`),
 		"UserProperties":        json.RawMessage(`{}`),
+	}
+	if len(meta.ApplicationProperties) > 0 {
+		props, _ := json.Marshal(meta.ApplicationProperties) // strings only: cannot fail
+		md["ApplicationProperties"], md["UserProperties"] = props, props
 	}
 	return Request{Data: map[string]json.RawMessage{binding: encodeBody(body, enc)}, Metadata: md}
 }

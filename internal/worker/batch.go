@@ -46,14 +46,6 @@ func (s *repoState) unfinished() bool {
 	return s.work && s.retry == nil && (!s.started || s.res.Status == purge.StatusPartial)
 }
 
-func terminal(s checkpoint.Status) bool {
-	switch s {
-	case checkpoint.StatusDone, checkpoint.StatusSkipped, checkpoint.StatusForbidden, checkpoint.StatusFailed:
-		return true
-	}
-	return false
-}
-
 // save writes progress, stamping what it writes with the current time so that
 // a run's report tells an active batch from a stuck one.
 func (w *Worker) save(ctx context.Context, runID string, rows []checkpoint.Repo, batch *checkpoint.Batch) error {
@@ -103,7 +95,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 		if !ok {
 			row = checkpoint.Repo{RunID: job.runID, Name: name, Batch: job.n, Status: checkpoint.StatusPending}
 		}
-		states[i] = &repoState{name: name, row: row, already: terminal(row.Status), work: !terminal(row.Status)}
+		states[i] = &repoState{name: name, row: row, already: row.Status.Terminal(), work: !row.Status.Terminal()}
 	}
 	if err := w.save(ctx, job.runID, nil, &batch); err != nil {
 		return out, fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)

@@ -2,24 +2,15 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/queue"
 )
-
-// hashID returns prefix + the first 12 hex digits of sha256(key).
-func hashID(prefix, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return prefix + hex.EncodeToString(sum[:])[:12]
-}
 
 // own processes a batch written by the Scheduler, a re-fan-out or a
 // continuation. Runs are created only by their trigger (the Scheduler, a
@@ -59,19 +50,7 @@ func (w *Worker) own(ctx context.Context, log *slog.Logger, d Delivery, m *queue
 
 // portal handles {"repositories":[…]} sent by an operator.
 func (w *Worker) portal(ctx context.Context, log *slog.Logger, d Delivery, dec queue.Decoded) (Outcome, error) {
-	// Redeliveries share the MessageID and the enqueue time; a message sent
-	// again later with the same MessageID (a script with a fixed ID, a
-	// re-send from Service Bus Explorer) is a new request and a new run.
-	key := d.MessageID
-	if key == "" {
-		// Service Bus always sets a MessageID; without one, the body and
-		// enqueue time identify the message.
-		key = string(d.Body)
-	}
-	if !d.EnqueuedAt.IsZero() {
-		key += "@" + d.EnqueuedAt.UTC().Format(time.RFC3339Nano)
-	}
-	runID := hashID("p-", key)
+	runID := queue.PortalRunID(d.MessageID, d.Body, d.EnqueuedAt)
 	dryRun := dec.DryRun || w.o.DryRun
 	repos := slices.Clone(dec.Repositories)
 	slices.Sort(repos)
@@ -134,16 +113,7 @@ func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *qu
 			return ignore(fmt.Sprintf("debounced: purged %s ago by run %s", since.Round(1e9), by))
 		}
 	}
-	// One run per (event, repository): two events sharing an id (a replay
-	// tool, a hand-made event) never share a run.
-	key := ev.ID
-	if key == "" {
-		key = d.MessageID
-	}
-	if key == "" {
-		key = string(d.Body)
-	}
-	runID := hashID("e-", key+"\x00"+repo)
+	runID := queue.EventRunID(ev.ID, d.MessageID, d.Body, repo)
 	out := Outcome{Kind: KindEvent, RunID: runID, Batch: 1}
 	dryRun := w.o.DryRun
 	run := checkpoint.Run{

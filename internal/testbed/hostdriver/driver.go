@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/acrpurge/acrpurge/internal/deadletters"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/acrpurge/acrpurge/internal/scheduler"
@@ -86,9 +87,14 @@ type Driver struct {
 	Now func() time.Time
 	// OnInvocation, if set, sees every invocation as it ends.
 	OnInvocation func(Invocation)
+	// DeadLetters makes Drain hand every dead-lettered message to the
+	// DeadLetters function (its trigger on the dead-letter sub-queue), as
+	// the deployed app does.
+	DeadLetters bool
 
 	mu          sync.Mutex
 	invocations []Invocation
+	dlqHanded   int // dead letters handed to the DeadLetters function
 }
 
 func (d *Driver) now() time.Time {
@@ -269,6 +275,9 @@ func (d *Driver) Drain(ctx context.Context) error {
 		}
 		<-slots
 		if drained {
+			if d.DeadLetters {
+				return d.DeliverDeadLetters(ctx)
+			}
 			return nil
 		}
 		if err := d.waitForWork(ctx, wait); err != nil {
@@ -320,4 +329,39 @@ func (d *Driver) Run(ctx context.Context, runID string, query map[string]string)
 		return res, fmt.Errorf("runs function output: %w", err)
 	}
 	return res, nil
+}
+
+// DeliverDeadLetters invokes the DeadLetters function for each message
+// dead-lettered since the last call, as the trigger on the queue's
+// dead-letter sub-queue does: with DeadLetterReason and
+// DeadLetterErrorDescription in ApplicationProperties. A failed invocation
+// is retried up to the queue's max delivery count.
+func (d *Driver) DeliverDeadLetters(ctx context.Context) error {
+	all := d.Queue.DeadLetters()
+	d.mu.Lock()
+	todo := all[min(d.dlqHanded, len(all)):]
+	d.dlqHanded = len(all)
+	d.mu.Unlock()
+	for _, dl := range todo {
+		var v Invocation
+		for attempt := 1; attempt <= d.Queue.MaxDeliveries(); attempt++ {
+			req := funchost.ServiceBusRequest(deadletters.BindingMessage, dl.Body, funchost.BodyDoubleString, funchost.ServiceBusMeta{
+				MessageID: dl.ID, DeliveryCount: dl.DeliveryCount, EnqueuedTime: dl.EnqueuedAt, SequenceNumber: dl.Seq,
+				DeliveryCountAsString: true, ApplicationProperties: map[string]string{
+					"DeadLetterReason": dl.Reason, "DeadLetterErrorDescription": dl.LastError,
+				},
+			})
+			v = d.invoke(ctx, deadletters.Name, req)
+			v.MessageID, v.DeliveryCount = dl.ID, attempt
+			v.Redelivered = !v.OK() && attempt < d.Queue.MaxDeliveries()
+			d.record(v)
+			if v.OK() || ctx.Err() != nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("deliver dead letters: %w", ctx.Err())
+		}
+	}
+	return nil
 }

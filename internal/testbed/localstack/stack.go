@@ -121,7 +121,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	}
 	h := &hostdriver.Driver{
 		Base: func() string { return base }, Client: client, Queue: q, Now: reg.Now, MaxCalls: o.MaxConcurrentCalls,
-		Backoff: o.RedeliveryBackoff, OnInvocation: out.invocation,
+		Backoff: o.RedeliveryBackoff, OnInvocation: out.invocation, DeadLetters: true,
 	}
 	res.Timings.Setup = time.Since(start)
 	writeIntro(out, res, o, base)

@@ -37,6 +37,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
 	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
 	"github.com/acrpurge/acrpurge/internal/testbed/hostdriver"
+	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
 // Day is 24 hours.
@@ -162,7 +163,7 @@ func New(t testing.TB, o Options) *Harness {
 		Queue:  fakebus.New(fakebus.Options{Now: o.Now, MaxDeliveries: cfg.MaxDeliveries}),
 		Config: cfg, Policy: pol, opts: o, delivered: map[string]int{}, invoked: map[*fakebus.Message]bool{},
 	}
-	h.Driver = &hostdriver.Driver{Base: h.Base, Queue: h.Queue, Now: o.Now, StrictAnswers: true, OnInvocation: h.observe}
+	h.Driver = &hostdriver.Driver{Base: h.Base, Queue: h.Queue, Now: o.Now, StrictAnswers: true, OnInvocation: h.observe, DeadLetters: true}
 	h.StartApp(o.Hooks)
 	return h
 }
@@ -264,7 +265,7 @@ func (h *Harness) InvocationLogs() []string {
 // observe counts the driver's Worker invocations and keeps their logs.
 func (h *Harness) observe(v hostdriver.Invocation) {
 	h.keepLogs(v.Response)
-	if v.MessageID == "" {
+	if v.Function != worker.Name {
 		return
 	}
 	h.mu.Lock()
