@@ -311,3 +311,34 @@ func (m *Memory) ListRejections(ctx context.Context, limit int) ([]Rejection, er
 	m.mu.Unlock()
 	return out, nil
 }
+
+// UpdateRepo implements Store. The memory store serialises updates, so fn
+// runs once.
+func (m *Memory) UpdateRepo(ctx context.Context, runID, name string, fn func(r *Repo) error) (Repo, error) {
+	op := fmt.Sprintf("update repository %q of run %q", name, runID)
+	if err := ctx.Err(); err != nil {
+		return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+	}
+	if err := checkRunArg("update repository", runID); err != nil {
+		return Repo{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.partition(runID, true)
+	r, ok := p.repos[name]
+	if ok {
+		r = cloneRepo(r)
+	} else {
+		r = Repo{RunID: runID, Name: name}
+	}
+	if err := fn(&r); err != nil {
+		return Repo{}, err
+	}
+	r.Updated = time.Time{} // stamped now by normalizeRepo
+	nr, err := normalizeRepo(r, runID, m.now)
+	if err != nil {
+		return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+	}
+	p.repos[nr.Name] = cloneRepo(nr)
+	return nr, nil
+}
