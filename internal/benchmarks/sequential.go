@@ -52,6 +52,9 @@ type SequentialFigures struct {
 	Tokens    int `json:"tokens"`
 	Throttled int `json:"throttled"`
 	Faults    int `json:"faults"`
+	// RequestsPerDelete is every request the registry counted (token
+	// requests included) per delete (Registry set).
+	RequestsPerDelete float64 `json:"requestsPerDelete"`
 }
 
 // Deleted is the tags and manifests it deleted.
@@ -95,6 +98,13 @@ func Sequential(ctx context.Context, o SequentialOptions) (SequentialFigures, er
 	if o.Registry != nil {
 		st := o.Registry.Stats()
 		f.Tokens, f.Throttled, f.Faults = st.AccessTokens, st.Throttled, st.Faults
+		requests := 0
+		for _, n := range st.Requests {
+			requests += n
+		}
+		if d := f.Deleted(); d > 0 {
+			f.RequestsPerDelete = float64(requests) / float64(d)
+		}
 	}
 	return f, nil
 }
