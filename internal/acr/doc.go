@@ -16,7 +16,9 @@
 //     Link-header paging, typed errors (*Error) and all retrying done
 //     inside: 429 waits for Retry-After and slows the Limiter, 5xx and
 //     network errors back off exponentially with full jitter, a 401 re-mints
-//     the token once.
+//     the token once. TagsPage and ManifestsPage read one listing page from
+//     a given position (re-reading items in bulk), and WithSendGuard lets a
+//     caller veto each attempt right before it is sent.
 //   - Limiter: the per-process request budget shared by every Client, with
 //     an adaptive factor that a 429 lowers and quiet time restores.
 //

@@ -120,6 +120,7 @@ type request struct {
 	bodyType  string
 	bearer    Secret // "" for none
 	maxBody   int64
+	guard     func() error // see WithSendGuard; nil for none
 }
 
 // response is a fully read answer.
@@ -155,6 +156,11 @@ func (s *sender) do(ctx context.Context, rq *request) (*response, error) {
 	for attempt := 1; ; attempt++ {
 		if err := s.lim.Wait(ctx, rq.class); err != nil {
 			return nil, s.fail(rq, err)
+		}
+		if rq.guard != nil {
+			if err := rq.guard(); err != nil {
+				return nil, s.fail(rq, err)
+			}
 		}
 		start := time.Now()
 		resp, err := s.once(ctx, rq)
