@@ -69,7 +69,7 @@ func (f SequentialFigures) Deleted() int64 { return f.TagsDeleted + f.ManifestsD
 // time) and deletes those one by one, a referrer or index child only after
 // what it depends on. It uses the same planner as acrpurge, so both delete
 // exactly the same things; it does not re-read items before deleting them
-// (acrpurge does, which costs it one more request per delete). Retries
+// (acrpurge does when its last read is too old to trust). Retries
 // (5xx, 429 Retry-After) are the client's, the same as acrpurge's.
 func Sequential(ctx context.Context, o SequentialOptions) (SequentialFigures, error) {
 	if o.Client == nil || o.Broker == nil || o.Policy == nil {
