@@ -638,6 +638,65 @@ func TestReadOlderThanTheBoundIsReadAgain(t *testing.T) {
 	}
 }
 
+// unlocking runs a hook just before a tag's unlock is handed to the client.
+type unlocking struct {
+	registry
+	before func(tag string)
+}
+
+func (u unlocking) UpdateTagAttributes(ctx context.Context, repo, tag string, a acr.Attributes) error {
+	u.before(tag)
+	return u.registry.UpdateTagAttributes(ctx, repo, tag, a)
+}
+
+// includeLocked: the unlock is guarded like the delete. A locked tag whose
+// read grew stale before its unlock is read again; still as planned, it is
+// unlocked and deleted; re-pushed meanwhile, it is neither unlocked nor
+// deleted.
+func TestUnlockIsGuardedToo(t *testing.T) {
+	for _, repush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("repushed=%v", repush), func(t *testing.T) {
+			env := newEnv(t, emutest.Options{})
+			const repo = "team-a/app"
+			s := seedApp(env, repo)
+			reg := env.Registry
+			clock := &skewed{reg: reg}
+			var once sync.Once
+			u := unlocking{registry: env.Scoped(repo), before: func(tag string) {
+				if tag != "ci-release" {
+					return
+				}
+				once.Do(func() {
+					clock.advance(purge.MaxVerifyAge + time.Second)
+					if repush {
+						require.NoError(t, reg.Tag(repo, "ci-release", s.latest, reg.Now()))
+					}
+				})
+			}}
+			pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:^ci-release$"],"ago":"30d","includeLocked":true}]}`)
+			res := purge.New(u, purge.Options{Now: clock.now}).Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+			require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+			assert.Equal(t, 1, countOf(reg, "get_tag"), "the stale read is repeated once, in the slot")
+			if repush {
+				assert.True(t, reg.HasTag(repo, "ci-release"))
+				assert.Zero(t, countOf(reg, "patch_tag"), "not unlocked")
+				assert.EqualValues(t, 1, res.Kept[purge.ReasonChanged])
+				var rel acr.Tag
+				for _, tg := range reg.Tags(repo) {
+					if tg.Name == "ci-release" {
+						rel = tg
+					}
+				}
+				assert.True(t, rel.Attributes.Locked(), "still locked")
+			} else {
+				assert.False(t, reg.HasTag(repo, "ci-release"))
+				assert.Equal(t, 1, countOf(reg, "patch_tag"))
+				assert.EqualValues(t, 1, res.TagsDeleted)
+			}
+		})
+	}
+}
+
 // Re-reading costs about one request per page of deletions, not one per
 // delete; a lone deletion is read with one GET. The clock stands still, so
 // no read ages.
