@@ -291,6 +291,9 @@ type repoRun struct {
 	stopped bool
 	gone    map[string]bool // manifests deleted (or, dry run, planned) in this phase
 	listed  int             // manifests the plan listed
+	// singleReads: listing pages did not pay in this phase; re-read
+	// items one by one. Only the verifier stage uses it.
+	singleReads bool
 }
 
 func (r *repoRun) pastDeadline() bool {
@@ -379,6 +382,7 @@ func (r *repoRun) manifests(ctx context.Context) error {
 	d := r.newDispatcher(ctx, cancel)
 	src := repoSource{reg: r.e.reg, repo: r.job.Repository, run: r}
 	r.gone = map[string]bool{}
+	r.singleReads = false
 	var held, chunk []policy.Decision
 	err := r.pl.Manifests(ctx, src, func(dec policy.Decision) error {
 		switch {

@@ -697,6 +697,27 @@ func TestUnlockIsGuardedToo(t *testing.T) {
 	}
 }
 
+// badPages refuses page re-reads as bad requests.
+type badPages struct{ registry }
+
+func (badPages) ManifestsPage(_ context.Context, repo, _ string, _ int) ([]acr.Manifest, bool, error) {
+	return nil, false, &acr.Error{Op: "list manifests", Repository: repo, StatusCode: 400, Code: "PAGINATION_NUMBER_INVALID"}
+}
+
+// A registry that refuses a page re-read costs GETs, not deletes.
+func TestRefusedPageReadFallsBackToSingleReads(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	s := seedApp(env, repo)
+	reg := env.Registry
+	res := purge.New(badPages{env.Scoped(repo)}, purge.Options{Now: reg.Now}).Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+	assert.Zero(t, res.DeleteErrors)
+	assert.EqualValues(t, 22, res.ManifestsDeleted)
+	assert.False(t, reg.HasManifest(repo, s.leftovers[0]))
+	assert.Equal(t, 22, countOf(reg, "get_manifest_attributes"))
+}
+
 // Re-reading costs about one request per page of deletions, not one per
 // delete; a lone deletion is read with one GET. The clock stands still, so
 // no read ages.

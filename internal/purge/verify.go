@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -179,14 +180,26 @@ func (r *repoRun) readOne(ctx context.Context, it *item) error {
 // as one listing page holds when that is cheaper than reading them one by
 // one. Items are the rest of a batch in the order they will be deleted:
 // tags in listing order, manifests by digest.
+//
+// Page re-reads are an optimisation: when the registry refuses one as a
+// bad request, or tag pages stop finding the items (a long run of tags
+// left before them), the rest of the phase reads items one by one.
 func (r *repoRun) verify(ctx context.Context, items []*item) error {
 	var err error
 	switch {
-	case r.e.pages == nil || len(items) < 2:
+	case r.e.pages == nil || r.singleReads || len(items) < 2:
 	case items[0].d.Kind == policy.KindTag:
 		err = r.verifyTags(ctx, items)
+		if err == nil && r.needsRead(items[0]) {
+			r.singleReads = true
+		}
 	default:
 		err = r.verifyManifests(ctx, items)
+	}
+	var ae *acr.Error
+	if err != nil && errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest {
+		r.log.Warn("re-reading a listing page failed; re-reading items one by one", "error", err)
+		r.singleReads, err = true, nil
 	}
 	if err == nil && r.needsRead(items[0]) {
 		err = r.readOne(ctx, items[0])
