@@ -66,7 +66,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
-	c.stack = newStack(stackOptions{base: hc, retry: o.Retry, limiter: o.Limiter, log: c.log})
+	c.stack = newStack(stackOptions{base: hc, retry: o.Retry, limiter: o.Limiter, log: c.log, guarded: true})
 	c.hc = c.authClient(o.Tokens)
 	return c, nil
 }
@@ -390,6 +390,74 @@ func (c *Client) pages(ctx context.Context, op, repo string, first *url.URL, nee
 		seen[k] = true
 		u = next
 	}
+}
+
+// TagsPage reads one page of a repository's tags in the order Tags lists
+// them (most recently updated first): at most n tags (n <= 0: the client's
+// page size) listed after the tag named last, from the start when last is
+// empty. more reports whether the registry has a next page. As with Tags,
+// ACR answers an empty page when last no longer exists (or was re-pushed
+// and moved). It is one request, for re-reading a few tags at once.
+func (c *Client) TagsPage(ctx context.Context, repo, last string, n int) (tags []Tag, more bool, err error) {
+	const op = "list tags"
+	p, err := escapeRepository(repo)
+	if err != nil {
+		return nil, false, opError(op, repo, "", err)
+	}
+	q := url.Values{"n": {strconv.Itoa(c.n(n))}, "orderby": {"timedesc"}}
+	if last != "" {
+		q.Set("last", last)
+	}
+	var page TagList
+	more, err = c.onePage(ctx, op, repo, c.url("/acr/v1/"+p+"/_tags", q), RepositoryScope(repo, ActionMetadataRead), &page)
+	return page.Tags, more, err
+}
+
+// ManifestsPage reads one page of a repository's manifests in the order
+// Manifests lists them (by digest): at most n manifests (n <= 0: the
+// client's page size) whose digests sort after last, from the start when
+// last is empty. last need not exist. more reports whether the registry
+// has a next page. It is one request, for re-reading a few manifests at
+// once.
+func (c *Client) ManifestsPage(ctx context.Context, repo, last string, n int) (manifests []Manifest, more bool, err error) {
+	const op = "list manifests"
+	p, err := escapeRepository(repo)
+	if err != nil {
+		return nil, false, opError(op, repo, "", err)
+	}
+	q := url.Values{"n": {strconv.Itoa(c.n(n))}}
+	if last != "" {
+		q.Set("last", last)
+	}
+	var page ManifestList
+	more, err = c.onePage(ctx, op, repo, c.url("/acr/v1/"+p+"/_manifests", q), RepositoryScope(repo, ActionMetadataRead), &page)
+	return page.Manifests, more, err
+}
+
+// n is the page size to ask for: n, or the client's when n <= 0.
+func (c *Client) n(n int) int {
+	if n <= 0 {
+		return c.pageSize
+	}
+	return n
+}
+
+// onePage fetches one listing page into v and reports whether the answer
+// links a next page.
+func (c *Client) onePage(ctx context.Context, op, repo string, u *url.URL, need Scope, v any) (bool, error) {
+	rq := &request{op: op, repo: repo, method: http.MethodGet, url: u}
+	resp, err := c.call(ctx, rq, need)
+	if err != nil {
+		return false, err
+	}
+	if !success(resp.status) {
+		return false, c.fail(rq, resp)
+	}
+	if err := decodePage(resp.body, v); err != nil {
+		return false, opError(op, repo, "", err)
+	}
+	_, more := nextLink(resp.header)
+	return more, nil
 }
 
 // fail turns a non-success response into an *Error, scrubbing the tokens

@@ -64,7 +64,10 @@
 //  3. limiter: each attempt waits for the budget of its class (GET read,
 //     DELETE delete, others write); a 429 pauses and slows that class for
 //     every Client sharing the Limiter. It sits under retry, so that retried
-//     attempts spend budget too.
+//     attempts spend budget too. Once an attempt is admitted, the call's
+//     send guard (WithSendGuard), if any, gets the last word: the executor
+//     refuses there to send a delete whose last read of the item has gone
+//     stale while the request waited.
 //  4. log: one debug record per attempt with the operation, method, path,
 //     attempt number, duration and status or error; never a header, a query
 //     or a body.

@@ -14,11 +14,13 @@ import (
 // limiter admits everything.
 //
 // It sits below the retry layer, so that each retried attempt spends budget
-// and each 429 of a call is counted.
+// and each 429 of a call is counted; for the same reason it checks the
+// call's send guard (WithSendGuard) once the wait is over.
 type limitTransport struct {
 	next     http.RoundTripper // nil: http.DefaultTransport
 	limiter  *Limiter
 	maxPause time.Duration
+	guarded  bool // check the send guard (WithSendGuard) after the wait
 }
 
 func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -31,6 +33,15 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		return nil, permanentError{err}
+	}
+	if g := sendGuard(req.Context()); t.guarded && g != nil {
+		// Last check before the wire: nothing waits after this.
+		if err := g(); err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return nil, permanentError{err}
+		}
 	}
 	next := t.next
 	if next == nil {

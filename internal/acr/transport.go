@@ -44,6 +44,10 @@ type stackOptions struct {
 	retry   RetryPolicy  // already validated
 	limiter *Limiter     // nil: unlimited
 	log     *slog.Logger // nil: discard
+	// guarded: attempts check the call's send guard (WithSendGuard) once
+	// the limiter has admitted them; the data plane's stack, not the
+	// broker's (token requests are never guarded).
+	guarded bool
 }
 
 // newStack composes retry → limiter → logging → body → base. The Client
@@ -59,6 +63,7 @@ func newStack(o stackOptions) http.RoundTripper {
 		policy: &policy,
 		next: &limitTransport{
 			limiter:  o.limiter,
+			guarded:  o.guarded,
 			maxPause: policy.withDefaults().MaxThrottle,
 			next: &logTransport{
 				log:  o.log,

@@ -12,38 +12,43 @@ import (
 // once started, are detached from cancellation for up to grace: an
 // interrupt stops new deletes (the executor sees the cancelled context) but
 // lets the ones in flight finish, so the report can say what really
-// happened to them. Reads pass through.
+// happened to them. Reads, page reads included, pass through.
 type graceful struct {
-	purge.Registry
+	*acr.Client
 	grace time.Duration
 }
+
+var (
+	_ purge.Registry   = graceful{}
+	_ purge.PageLister = graceful{}
+)
 
 // DeleteTag implements purge.Registry.
 func (g graceful) DeleteTag(ctx context.Context, repo, tag string) error {
 	ctx, done := detach(ctx, g.grace)
 	defer done()
-	return g.Registry.DeleteTag(ctx, repo, tag)
+	return g.Client.DeleteTag(ctx, repo, tag)
 }
 
 // DeleteManifest implements purge.Registry.
 func (g graceful) DeleteManifest(ctx context.Context, repo, digest string) error {
 	ctx, done := detach(ctx, g.grace)
 	defer done()
-	return g.Registry.DeleteManifest(ctx, repo, digest)
+	return g.Client.DeleteManifest(ctx, repo, digest)
 }
 
 // UpdateTagAttributes implements purge.Registry.
 func (g graceful) UpdateTagAttributes(ctx context.Context, repo, tag string, a acr.Attributes) error {
 	ctx, done := detach(ctx, g.grace)
 	defer done()
-	return g.Registry.UpdateTagAttributes(ctx, repo, tag, a)
+	return g.Client.UpdateTagAttributes(ctx, repo, tag, a)
 }
 
 // UpdateManifestAttributes implements purge.Registry.
 func (g graceful) UpdateManifestAttributes(ctx context.Context, repo, digest string, a acr.Attributes) error {
 	ctx, done := detach(ctx, g.grace)
 	defer done()
-	return g.Registry.UpdateManifestAttributes(ctx, repo, digest, a)
+	return g.Client.UpdateManifestAttributes(ctx, repo, digest, a)
 }
 
 // detach returns a context that keeps ctx's values but ends only grace
@@ -67,3 +72,4 @@ func detach(ctx context.Context, grace time.Duration) (context.Context, func()) 
 	})
 	return dctx, func() { stop(); cancel() }
 }
+

@@ -162,7 +162,7 @@ func (r *runner) run(ctx context.Context) int {
 		src := broker.Source(acr.PurgeScopes(chunk)...)
 		batches = append(batches, purge.Batch{
 			Repositories: chunk, Policy: r.o.policy, DryRun: r.o.dryRun, Deadline: deadline,
-			Tokens: src, Registry: graceful{Registry: client.WithTokens(src), grace: r.d.interruptGrace},
+			Tokens: src, Registry: graceful{Client: client.WithTokens(src), grace: r.d.interruptGrace},
 		})
 	}
 	// Fail fast, with exit 1, when the registry cannot be reached or the

@@ -137,6 +137,14 @@ type ThroughputFigures struct {
 	// answered acrpurge.
 	Throttled int `json:"throttled"`
 	Faults    int `json:"faults"`
+	// Requests counts every request acrpurge made to the registry, token
+	// requests included; RequestsPerDelete = Requests/Deleted.
+	Requests          int     `json:"requests"`
+	RequestsPerDelete float64 `json:"requestsPerDelete"`
+	// SlotUsePercent is DeletesPerSecond as a percentage of what the
+	// deletes allowed in flight (InFlight × Concurrency) could do if each
+	// took exactly Latency: 100 means every slot always busy deleting.
+	SlotUsePercent float64 `json:"slotUsePercent"`
 	// Baseline is the sequential client on an identical registry.
 	Baseline SequentialFigures `json:"baseline"`
 	// Speedup is DeletesPerSecond / Baseline.DeletesPerSecond.
@@ -181,6 +189,15 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 	f.DeletesPerSecond = perSecond(f.Deleted, f.Elapsed)
 	f.Tokens, f.Throttled, f.Faults = st.AccessTokens, st.Throttled, st.Faults
 	f.TokensPerBatch = float64(f.Tokens) / float64(f.Batches)
+	for _, n := range st.Requests {
+		f.Requests += n
+	}
+	if f.Deleted > 0 {
+		f.RequestsPerDelete = float64(f.Requests) / float64(f.Deleted)
+	}
+	if o.Latency > 0 {
+		f.SlotUsePercent = 100 * f.DeletesPerSecond / (float64(o.InFlight*o.Concurrency) / o.Latency.Seconds())
+	}
 
 	base, err := startEnv(envOptions{})
 	if err != nil {
