@@ -442,10 +442,12 @@ type head struct {
 
 // cell is one table cell; Kind picks how the template draws it: "name"
 // (monospace, wraps anywhere), "link" (a name linking to Href), "badge"
-// (a status), "num" (right-aligned), "note" (Text, then Err in red) or ""
-// (plain). Sort, when set, is what the table sorts on.
+// (a status), "num" (right-aligned), "note" (Text, then Err in red),
+// "parts" (Parts, each kept on one line) or "" (plain, with Class). Sort,
+// when set, is what the table sorts on.
 type cell struct {
 	Kind, Text, Err, Sort, Title, Class, Href string
+	Parts                                     []string
 }
 
 // column is one column of a table of T: its head, its cell for each row
@@ -486,7 +488,7 @@ func keptCell(kept map[string]int64) cell {
 		total += kept[k]
 		parts = append(parts, fmt.Sprintf("%s %s", k, count(kept[k])))
 	}
-	return cell{Text: strings.Join(parts, " · "), Sort: strconv.FormatInt(total, 10)}
+	return cell{Kind: "parts", Parts: parts, Sort: strconv.FormatInt(total, 10), Title: count(total) + " kept"}
 }
 
 // repoColumns are the repository table's columns, in order.

@@ -112,7 +112,7 @@ func listColumns(o PageOptions) []column[RunSummary] {
 			return cell{Kind: "name", Text: s.Run.ID}
 		}},
 		{head{Text: "Started"}, func(s RunSummary) cell {
-			return cell{Text: stamp(s.Run.Started), Sort: s.Run.Started.UTC().Format("2006-01-02T15:04:05.000000000")}
+			return cell{Text: stamp(s.Run.Started), Class: "nw", Sort: s.Run.Started.UTC().Format("2006-01-02T15:04:05.000000000")}
 		}},
 		{head{Text: "Trigger"}, func(s RunSummary) cell { return cell{Text: s.Run.Trigger} }},
 		{head{Text: "Status"}, func(s RunSummary) cell { return badge(s.Run.Status) }},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,11 @@ type HostFront struct {
 }
 
 func (f *HostFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.Path, RunsPath)
-	if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) || strings.Contains(strings.TrimPrefix(rest, "/"), "/") {
+	// The run id is one path segment, which may hold an escaped "/".
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), RunsPath)
+	seg := strings.TrimPrefix(rest, "/")
+	id, err := url.PathUnescape(seg)
+	if !ok || err != nil || (rest != "" && rest[0] != '/') || strings.Contains(seg, "/") {
 		http.NotFound(w, r)
 		return
 	}
@@ -47,7 +51,7 @@ func (f *HostFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	params := map[string]string{}
-	if id := strings.TrimPrefix(rest, "/"); id != "" {
+	if id != "" {
 		params["runId"] = id
 	}
 	query := map[string]string{}

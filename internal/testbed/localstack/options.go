@@ -99,10 +99,10 @@ type Options struct {
 	// HTMLDir, if set, receives the HTML page of each run created (as the
 	// Runs function serves it with ?format=html), as run-{id}.html.
 	HTMLDir string
-	// Browse, if set, is called once the reports are built, while the app
+	// Browse, if set, is called once the result is complete, while the app
 	// still runs, with the host's HTTP front for the Runs function (see
 	// HostFront; GET /api/runs/…); RunStack fails with its error.
-	Browse func(ctx context.Context, front http.Handler) error
+	Browse func(ctx context.Context, front http.Handler, res *Result) error
 	// Progress receives a line per trigger and per invocation; nil: none.
 	Progress io.Writer
 	// Logger receives the app's and the emulator's logs; nil discards.

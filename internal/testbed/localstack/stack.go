@@ -149,7 +149,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	res.Timings.Report = time.Since(reported)
 	res.Timings.Total = time.Since(start)
 	if o.Browse != nil {
-		if err := o.Browse(ctx, &HostFront{Base: base, Client: client}); err != nil {
+		if err := o.Browse(ctx, &HostFront{Base: base, Client: client}, res); err != nil {
 			return nil, fmt.Errorf("browse: %w", err)
 		}
 	}
