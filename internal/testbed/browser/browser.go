@@ -289,28 +289,33 @@ func Eval[T any](t *Tab, expr string) (T, error) {
 	return v, nil
 }
 
-// Screenshot captures the whole page, beyond the window but not below the
-// end of the body, as a PNG recompressed with the best compression.
-func (t *Tab) Screenshot() ([]byte, error) {
-	bottom, err := Eval[float64](t, "document.body.getBoundingClientRect().bottom + window.scrollY")
-	if err != nil {
-		return nil, fmt.Errorf("screenshot: %w", err)
-	}
-	return t.screenshot(chromedp.FullScreenshot(100), int(math.Ceil(bottom)))
+// Screenshot captures the whole page, beyond the window, as a PNG.
+func (t *Tab) Screenshot() ([]byte, error) { return t.capture(chromedp.FullScreenshot(100)) }
+
+// ScreenshotWindow captures what the window shows, as a PNG.
+func (t *Tab) ScreenshotWindow() ([]byte, error) { return t.capture(chromedp.CaptureScreenshot()) }
+
+// PageHeight is the bottom of the page's body in CSS pixels: a full
+// screenshot is at least the window's height, and this is where the page
+// itself ends.
+func (t *Tab) PageHeight() (int, error) {
+	h, err := Eval[float64](t, "document.body.getBoundingClientRect().bottom + window.scrollY")
+	return int(math.Ceil(h)), err
 }
 
-// ScreenshotWindow captures what the window shows, as Screenshot does.
-func (t *Tab) ScreenshotWindow() ([]byte, error) { return t.screenshot(chromedp.CaptureScreenshot(), 0) }
-
-// screenshot captures, keeps the top maxHeight pixels (all when 0) and
-// recompresses.
-func (t *Tab) screenshot(capture chromedp.Action[[]byte], maxHeight int) ([]byte, error) {
+func (t *Tab) capture(a chromedp.Action[[]byte]) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(t.ctx, ActionTimeout)
 	defer cancel()
-	raw, err := chromedp.Run(ctx, capture)
+	raw, err := chromedp.Run(ctx, a)
 	if err != nil {
 		return nil, fmt.Errorf("screenshot: %w", err)
 	}
+	return raw, nil
+}
+
+// Compact keeps the top maxHeight pixels of a PNG (all when maxHeight <=
+// 0) and encodes it again with the best compression, for images to commit.
+func Compact(raw []byte, maxHeight int) ([]byte, error) {
 	img, err := png.Decode(bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("screenshot: %w", err)
@@ -320,16 +325,12 @@ func (t *Tab) screenshot(capture chromedp.Action[[]byte], maxHeight int) ([]byte
 			SubImage(image.Rectangle) image.Image
 		}); ok {
 			img = sub.SubImage(image.Rect(r.Min.X, r.Min.Y, r.Max.X, r.Min.Y+maxHeight))
-			raw = nil // must be encoded again
 		}
 	}
 	var buf bytes.Buffer
 	enc := png.Encoder{CompressionLevel: png.BestCompression}
 	if err := enc.Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("screenshot: %w", err)
-	}
-	if raw != nil && len(raw) <= buf.Len() {
-		return raw, nil
 	}
 	return buf.Bytes(), nil
 }

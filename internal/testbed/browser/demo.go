@@ -34,7 +34,7 @@ func DemoOptions() localstack.Options {
 // http://127.0.0.1:PORT; the pages are under localstack.RunsPath) and the
 // stack's result, before the stack stops.
 func Demo(ctx context.Context, o localstack.Options, visit func(base string, res *localstack.Result) error) (*localstack.Result, error) {
-	o.Browse = func(ctx context.Context, front http.Handler, res *localstack.Result) error {
+	o.Browse = func(_ context.Context, front http.Handler, res *localstack.Result) error {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("listen for the browser: %w", err)
@@ -43,9 +43,9 @@ func Demo(ctx context.Context, o localstack.Options, visit func(base string, res
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ln) }()
 		verr := visit("http://"+ln.Addr().String(), res)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		serr := srv.Shutdown(sctx)
+		// Close, not Shutdown: the visit is over, and Chromium keeps
+		// preconnected sockets open that Shutdown would wait on.
+		serr := srv.Close()
 		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 			serr = errors.Join(serr, err)
 		}

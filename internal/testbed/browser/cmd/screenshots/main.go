@@ -70,11 +70,18 @@ func run(ctx context.Context, out string, width, height int) error {
 			if err := tab.Open(s.url); err != nil {
 				return err
 			}
-			capture := tab.ScreenshotWindow
+			capture, height := tab.ScreenshotWindow, 0
 			if s.whole {
 				capture = tab.Screenshot
+				if height, err = tab.PageHeight(); err != nil {
+					return err
+				}
 			}
-			png, err := capture()
+			raw, err := capture()
+			if err != nil {
+				return err
+			}
+			png, err := browser.Compact(raw, height)
 			if err != nil {
 				return err
 			}
