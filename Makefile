@@ -42,6 +42,14 @@ clean-dist:
 run:
 	$(GO) run ./handler local $(ARGS)
 
+# The README's screenshots of the Runs function's HTML pages: the local stack
+# runs a demo (a push, a dry run, the nightly purge of 24 repositories) and
+# headless Chromium (apt-get install -y chromium) captures the list of runs
+# and the nightly run's page into internal/runs/screenshots/.
+.PHONY: screenshots
+screenshots:
+	$(GO) run ./internal/testbed/browser/cmd/screenshots -out internal/runs/screenshots
+
 # Go fuzz targets, each for a fixed number of executions (one target per
 # command, as go test -fuzz requires). Part of `make test`; raise FUZZTIME to
 # dig deeper. A count, not a duration: with a duration, Go 1.26's fuzz

@@ -150,14 +150,27 @@ func TimerRequest(binding string, now time.Time, pastDue bool, last *time.Time) 
 // HTTPTriggerRequest builds the request for an HTTP trigger named binding
 // with no body (a GET), with the route params and query given.
 func HTTPTriggerRequest(binding string, method, rawURL string, params, query map[string]string) Request {
+	return NewHTTPTriggerRequest(binding, HTTPRequest{Method: method, URL: rawURL, Params: params, Query: query})
+}
+
+// NewHTTPTriggerRequest builds the request for an HTTP trigger named
+// binding as the host sends it: the request's Url, Method, Query, Headers
+// (each a list of values; Host from the URL when not given), Params and
+// Body in Data, and Query, Headers and each route param again in Metadata.
+func NewHTTPTriggerRequest(binding string, hr HTTPRequest) Request {
+	params, query := hr.Params, hr.Query
 	if params == nil {
 		params = map[string]string{}
 	}
 	if query == nil {
 		query = map[string]string{}
 	}
-	headers := map[string][]string{}
-	if u, err := url.Parse(rawURL); err == nil && u.Host != "" {
+	headers := make(map[string][]string, len(hr.Headers)+1)
+	for k, v := range hr.Headers {
+		headers[k] = v
+	}
+	given := HTTPRequest{Headers: headers}
+	if u, err := url.Parse(hr.URL); err == nil && u.Host != "" && given.Header("Host") == "" {
 		headers["Host"] = []string{u.Host}
 	}
 	v := struct {
@@ -166,8 +179,9 @@ func HTTPTriggerRequest(binding string, method, rawURL string, params, query map
 		Query      map[string]string
 		Headers    map[string][]string
 		Params     map[string]string
+		Body       string `json:",omitempty"`
 		Identities []any
-	}{rawURL, strings.ToUpper(method), query, headers, params, []any{}}
+	}{hr.URL, strings.ToUpper(hr.Method), query, headers, params, hr.Body, []any{}}
 	b, _ := json.Marshal(v)
 	md := map[string]json.RawMessage{}
 	md["Query"], _ = json.Marshal(query)

@@ -72,4 +72,3 @@ func detach(ctx context.Context, grace time.Duration) (context.Context, func()) 
 	})
 	return dctx, func() { stop(); cancel() }
 }
-

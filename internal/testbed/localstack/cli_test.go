@@ -72,6 +72,8 @@ func local(t *testing.T, env []string, args ...string) (int, string, string) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// The HTML pages go to a new directory under TMPDIR.
+	cmd.Env = append(cmd.Env, "TMPDIR="+t.TempDir())
 	cmd.Env = append(cmd.Env, env...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -249,6 +251,28 @@ func TestLocalNightly(t *testing.T) {
 	assert.Contains(t, out, "child-of-kept-index  a platform image of a kept multi-arch index", "the legend explains the reasons")
 	assert.Regexp(t, `(?m)^Done in \S+`, out)
 	assert.NotContains(t, errOut, "level=ERROR")
+
+	m := regexp.MustCompile(`(?m)^HTML page \(GET /api/runs/(\S+)\?format=html, or from a browser\): (.+)$`).FindStringSubmatch(out)
+	require.NotNil(t, m, "the run's page is written and its path printed")
+	page, err := os.ReadFile(m[2])
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(page), "<!DOCTYPE html>"))
+	assert.Contains(t, string(page), "<title>acrpurge run "+m[1]+"</title>")
+	assert.Equal(t, len(runs[0]), strings.Count(string(page), `<td class="name">`), "a row per repository of the report")
+}
+
+// TestLocalHTMLDir: --html-dir puts the pages where asked.
+func TestLocalHTMLDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pages")
+	code, out, errOut := local(t, nil, "--html-dir", dir, "--send", `{"repositories":["team-a/api"],"dryRun":true}`)
+	require.Equal(t, 0, code, errOut)
+	files, err := filepath.Glob(filepath.Join(dir, "run-*.html"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	assert.Contains(t, out, files[0])
+	page, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	assert.Contains(t, string(page), "Dry run:")
 }
 
 // TestLocalDryRun: nothing is deleted, the report says what would be.

@@ -62,10 +62,13 @@ func writeResult(w io.Writer, res *Result) error {
 	if len(res.Runs) == 0 {
 		b.WriteString("\nNo run was created: see the lines above.\n")
 	}
-	for _, rep := range res.Runs {
+	for i, rep := range res.Runs {
 		fmt.Fprintf(&b, "\nReport (the Runs function serves the same: GET /api/runs/%s):\n\n", rep.Run.ID)
 		if err := rep.WriteText(&b); err != nil {
 			return err
+		}
+		if i < len(res.Pages) {
+			fmt.Fprintf(&b, "\nHTML page (GET /api/runs/%s?format=html, or from a browser): %s\n", rep.Run.ID, res.Pages[i])
 		}
 	}
 	if len(res.DeadLetters) > 0 {

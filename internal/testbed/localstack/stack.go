@@ -149,8 +149,18 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	if res.Rejections, err = rejections(ctx, store, res.Invocations); err != nil {
 		return nil, err
 	}
+	if o.HTMLDir != "" {
+		if res.Pages, err = writePages(ctx, h, o.HTMLDir, res.Runs); err != nil {
+			return nil, err
+		}
+	}
 	res.Timings.Report = time.Since(reported)
 	res.Timings.Total = time.Since(start)
+	if o.Browse != nil {
+		if err := o.Browse(ctx, &HostFront{Base: base, Client: client}, res); err != nil {
+			return nil, fmt.Errorf("browse: %w", err)
+		}
+	}
 	return res, nil
 }
 
