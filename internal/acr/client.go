@@ -293,6 +293,9 @@ func (c *Client) delete(ctx context.Context, rq *request) error {
 	case resp.status == http.StatusNotFound:
 		c.log.LogAttrs(ctx, slog.LevelDebug, "acr delete: already gone",
 			slog.String("op", rq.op), slog.String("repository", rq.repo), slog.String("ref", rq.ref))
+		if notice, ok := ctx.Value(goneKey{}).(func()); ok && notice != nil {
+			notice()
+		}
 		return nil
 	}
 	return c.fail(rq, resp)

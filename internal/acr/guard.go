@@ -24,3 +24,14 @@ func sendGuard(ctx context.Context) func() error {
 	g, _ := ctx.Value(guardKey{}).(func() error)
 	return g
 }
+
+// goneKey is the context key of WithGoneNotice.
+type goneKey struct{}
+
+// WithGoneNotice returns a copy of ctx under which DeleteTag and
+// DeleteManifest call notice when the registry answers 404: the item was
+// already gone, which they report as success. The executor uses it to
+// count only the deletes that were its own.
+func WithGoneNotice(ctx context.Context, notice func()) context.Context {
+	return context.WithValue(ctx, goneKey{}, notice)
+}

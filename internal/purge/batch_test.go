@@ -124,3 +124,45 @@ func (failingSource) Token(context.Context) (*acr.Token, error) {
 }
 
 func (failingSource) Invalidate(*acr.Token) {}
+
+// TestRacingExecutorsCountEachDeleteOnce: two deliveries of one message
+// purging the same repository at once (a lost lock) delete everything
+// once, and their counts add up to exactly what the registry deleted: an
+// item the other one deleted first (found gone, or a 404 on delete) is not
+// counted, a referrer removed with a subject this run deleted is.
+func TestRacingExecutorsCountEachDeleteOnce(t *testing.T) {
+	for trial := range 4 {
+		env := newEnv(t, emutest.Options{})
+		reg := env.Registry
+		repo := "team-a/app"
+		seedApp(env, repo)
+		reg.SetFaults(acremu.Faults{Latency: time.Millisecond})
+		pol := mustPolicy(t, appPolicy)
+		results := make([]purge.Result, 2)
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() {
+				ex := purge.New(env.Scoped(repo), purge.Options{Now: reg.Now, Concurrency: 1 + i*3})
+				results[i] = ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+			})
+		}
+		wg.Wait()
+		var tags, manifests int64
+		for _, r := range results {
+			require.Equal(t, purge.StatusDone, r.Status, r.Reason)
+			tags += r.TagsDeleted
+			manifests += r.ManifestsDeleted
+		}
+		var wantTags, wantManifests int64
+		for _, d := range reg.Deletes() {
+			switch d.Kind {
+			case "tag":
+				wantTags++
+			case "manifest", "cascade-referrer":
+				wantManifests++
+			}
+		}
+		assert.Equal(t, wantTags, tags, "trial %d: tags deleted", trial)
+		assert.Equal(t, wantManifests, manifests, "trial %d: manifests deleted", trial)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
@@ -134,9 +135,36 @@ func (r *repoRun) deleted(d policy.Decision, o Outcome) {
 		if r.gone != nil {
 			r.gone[d.Digest] = true
 		}
+		if r.ours != nil && o == OutcomeDeleted {
+			r.ours[d.Digest] = true
+		}
 	}
 	r.mu.Unlock()
 	r.report(d, o, nil)
+}
+
+// vanished records a planned deletion whose item was already gone: ours
+// when the registry removed it with a subject this run deleted (a referrer
+// goes with its subject), otherwise someone else's, not counted, so that
+// two deliveries racing on one repository never count one delete twice.
+func (r *repoRun) vanished(d policy.Decision) {
+	r.mu.Lock()
+	cascaded := false
+	for _, after := range d.After {
+		cascaded = cascaded || r.ours[after]
+	}
+	if !cascaded {
+		r.res.AlreadyGone++
+		if r.gone != nil && d.Kind == policy.KindManifest {
+			r.gone[d.Digest] = true
+		}
+	}
+	r.mu.Unlock()
+	if cascaded {
+		r.deleted(d, OutcomeDeleted)
+		return
+	}
+	r.report(d, OutcomeGone, nil)
 }
 
 // left tells the planner that a tag it chose to delete is still there, so
@@ -169,8 +197,8 @@ func (r *repoRun) settle(d policy.Decision, v verdict) (gone bool) {
 	switch v {
 	case verdictGone:
 		// Deleted by someone else, or with its subject: done either way,
-		// as a delete answering 404 is.
-		r.deleted(d, OutcomeDeleted)
+		// as a delete answering 404 is; counted only in the second case.
+		r.vanished(d)
 		return true
 	case verdictLocked:
 		r.keepAs(d, policy.ReasonLocked, OutcomeLocked)
@@ -198,7 +226,8 @@ func (r *repoRun) delete(ctx context.Context, it *item) error {
 		del = func(ctx context.Context) error { return reg.DeleteTag(ctx, repo, d.Tag) }
 	}
 	orig := it.attrs
-	gctx := acr.WithSendGuard(ctx, r.guard(ctx, it))
+	var notFound atomic.Bool // the delete found the item gone (404)
+	gctx := acr.WithGoneNotice(acr.WithSendGuard(ctx, r.guard(ctx, it)), func() { notFound.Store(true) })
 	unlockedHere := d.Unlock && orig.Locked()
 	if unlockedHere {
 		if err := setAttrs(gctx, unlocked()); err != nil && !acr.IsNotFound(err) {
@@ -221,6 +250,10 @@ func (r *repoRun) delete(ctx context.Context, it *item) error {
 		}
 		r.left(d)
 		return r.deleteFailed(ctx, d, err)
+	}
+	if notFound.Load() {
+		r.vanished(d)
+		return nil
 	}
 	r.deleted(d, OutcomeDeleted)
 	return nil

@@ -103,9 +103,12 @@ const (
 	OutcomeDeleted     Outcome = "deleted"
 	OutcomeWouldDelete Outcome = "would-delete" // dry run
 	OutcomeKept        Outcome = "kept"
-	OutcomeLocked      Outcome = "locked"      // the registry refused: locked after planning
-	OutcomeFailed      Outcome = "failed"      // the delete failed; the item is still there
-	OutcomeNotStarted  Outcome = "not-started" // the deadline passed before its turn
+	OutcomeLocked      Outcome = "locked" // the registry refused: locked after planning
+	OutcomeFailed      Outcome = "failed" // the delete failed; the item is still there
+	// OutcomeGone: the item was gone when it was re-read or deleted (404),
+	// removed by someone else; not counted as deleted.
+	OutcomeGone       Outcome = "gone"
+	OutcomeNotStarted Outcome = "not-started" // the deadline passed before its turn
 )
 
 // Options configure an Executor.
@@ -194,6 +197,9 @@ type Result struct {
 	Kept map[policy.Reason]int64
 	// DeleteErrors counts deletes that failed and were left in place.
 	DeleteErrors int64
+	// AlreadyGone counts planned deletions whose item someone else removed
+	// first (not in the deleted counts).
+	AlreadyGone int64
 	// Cursor is set when Status is partial.
 	Cursor   *policy.Cursor
 	Duration time.Duration
@@ -305,6 +311,7 @@ type repoRun struct {
 	res     *Result
 	stopped bool
 	gone    map[string]bool // manifests deleted (or, dry run, planned) in this phase
+	ours    map[string]bool // manifests this run deleted (a 2xx answer)
 	listed  int             // manifests the plan listed
 	// singleReads: listing pages did not pay in this phase; re-read
 	// items one by one. Only the verifier stage uses it.
@@ -396,7 +403,7 @@ func (r *repoRun) manifests(ctx context.Context) error {
 	defer cancel()
 	d := r.newDispatcher(ctx, cancel)
 	src := repoSource{reg: r.reg, repo: r.job.Repository, run: r}
-	r.gone = map[string]bool{}
+	r.gone, r.ours = map[string]bool{}, map[string]bool{}
 	r.singleReads = false
 	var held, chunk []policy.Decision
 	err := r.pl.Manifests(ctx, src, func(dec policy.Decision) error {
