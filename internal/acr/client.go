@@ -293,8 +293,8 @@ func (c *Client) delete(ctx context.Context, rq *request) error {
 	case resp.status == http.StatusNotFound:
 		c.log.LogAttrs(ctx, slog.LevelDebug, "acr delete: already gone",
 			slog.String("op", rq.op), slog.String("repository", rq.repo), slog.String("ref", rq.ref))
-		if notice, ok := ctx.Value(goneKey{}).(func()); ok && notice != nil {
-			notice()
+		if notice, ok := ctx.Value(goneKey{}).(func(bool)); ok && notice != nil {
+			notice(resp.attempts > 1)
 		}
 		return nil
 	}

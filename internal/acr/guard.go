@@ -30,8 +30,10 @@ type goneKey struct{}
 
 // WithGoneNotice returns a copy of ctx under which DeleteTag and
 // DeleteManifest call notice when the registry answers 404: the item was
-// already gone, which they report as success. The executor uses it to
-// count only the deletes that were its own.
-func WithGoneNotice(ctx context.Context, notice func()) context.Context {
+// already gone, which they report as success. afterRetry is set when an
+// earlier attempt of the same call failed (a lost answer, a 5xx): the
+// registry may have acted on it, so the 404 may be the call's own doing.
+// The executor uses it to count only the deletes that were its own.
+func WithGoneNotice(ctx context.Context, notice func(afterRetry bool)) context.Context {
 	return context.WithValue(ctx, goneKey{}, notice)
 }

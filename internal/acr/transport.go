@@ -175,6 +175,10 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// attempts is the number of the attempt that got this answer (1: the
+	// first; more: earlier attempts failed, possibly after the registry
+	// acted on them).
+	attempts int
 }
 
 // send builds rq, sends it through hc and reads the answer. Transport
@@ -206,7 +210,11 @@ func send(ctx context.Context, hc *http.Client, rq *request, ci *callInfo) (*res
 	if err != nil {
 		return nil, opError(rq.op, rq.repo, rq.ref, err)
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+	attempts := 1
+	if resp.Request != nil {
+		attempts = attemptOf(resp.Request.Context())
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data, attempts: attempts}, nil
 }
 
 // bodyBytes returns what the body layer read, or reads a body that some

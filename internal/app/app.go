@@ -49,6 +49,12 @@ const (
 	BindingResponse = runs.BindingResponse
 )
 
+// LockRenewal is host.json's serviceBus.maxAutoLockRenewalDuration: the
+// longest one Worker delivery can hold its message. A running batch
+// without progress for LockRenewal × PURGE_MAX_DELIVERIES is reported
+// stalled by the Runs function.
+const LockRenewal = 15 * time.Minute
+
 // Deps are the parts of the app that differ between production, `handler
 // local` and tests.
 type Deps struct {
@@ -146,7 +152,9 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	}
 	return &App{
 		scheduler: sched, worker: wk, log: log,
-		runs: &runs.Function{Store: deps.Store, Logger: log.With("function", FunctionRuns)},
+		runs: &runs.Function{Store: deps.Store, Logger: log.With("function", FunctionRuns), Report: runs.Options{
+			Now: deps.Now, StallAfter: LockRenewal * time.Duration(cfg.MaxDeliveries),
+		}},
 		dead: &deadletters.Function{Store: deps.Store, Now: deps.Now, Logger: log.With("function", FunctionDeadLetters)},
 	}, nil
 }

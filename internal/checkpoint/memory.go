@@ -331,10 +331,13 @@ func (m *Memory) UpdateRepo(ctx context.Context, runID, name string, fn func(r *
 	} else {
 		r = Repo{RunID: runID, Name: name}
 	}
+	prev := r.Updated
 	if err := fn(&r); err != nil {
 		return Repo{}, err
 	}
-	r.Updated = time.Time{} // stamped now by normalizeRepo
+	if r.Updated.Equal(prev) {
+		r.Updated = time.Time{} // fn did not set it: stamped now
+	}
 	nr, err := normalizeRepo(r, runID, m.now)
 	if err != nil {
 		return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)

@@ -77,6 +77,10 @@ type Repo struct {
 	AtLeast bool
 }
 
+// StaleAttempt: an attempt listed in a row's Live set without a heartbeat
+// for this long has died (a live one beats at least every quarter of it).
+const StaleAttempt = 2 * time.Minute
+
 // Prune removes the attempts of Live whose heartbeat is older than
 // staleAfter at now and, if it removed any, marks the counts a lower bound
 // (AtLeast). It reports whether it removed any.

@@ -446,10 +446,13 @@ func (t *Table) UpdateRepo(ctx context.Context, runID, name string, fn func(r *R
 			tag := resp.ETag
 			etag = &tag
 		}
+		prev := r.Updated
 		if err := fn(&r); err != nil {
 			return Repo{}, err
 		}
-		r.Updated = time.Time{} // stamped now
+		if r.Updated.Equal(prev) {
+			r.Updated = time.Time{} // fn did not set it: stamped now
+		}
 		nr, err := normalizeRepo(r, runID, t.now)
 		if err != nil {
 			return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)

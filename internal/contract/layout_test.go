@@ -87,6 +87,9 @@ func TestHostJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serviceBus.maxAutoLockRenewalDuration: %v", err)
 	}
+	if renew != app.LockRenewal {
+		t.Errorf("serviceBus.maxAutoLockRenewalDuration %v differs from app.LockRenewal %v (the Runs function's stall detection)", renew, app.LockRenewal)
+	}
 	timeout, err := hostDuration(h.FunctionTimeout)
 	if err != nil {
 		t.Fatalf("functionTimeout: %v", err)

@@ -143,16 +143,31 @@ func (r *repoRun) deleted(d policy.Decision, o Outcome) {
 	r.report(d, o, nil)
 }
 
+// uncertain counts a delete whose outcome is unknown.
+func (r *repoRun) uncertain() {
+	r.mu.Lock()
+	r.res.Uncertain++
+	r.mu.Unlock()
+}
+
+// ambiguous reports whether a failed delete may still have been carried
+// out: no answer came back (cancelled, network failure), or a 5xx whose
+// request the registry may have acted on. A 4xx answer is definite.
+func ambiguous(err error) bool {
+	var ae *acr.Error
+	if errors.As(err, &ae) && ae.StatusCode != 0 {
+		return ae.StatusCode >= 500
+	}
+	return true
+}
+
 // vanished records a planned deletion whose item was already gone: ours
 // when the registry removed it with a subject this run deleted (a referrer
 // goes with its subject), otherwise someone else's, not counted, so that
 // two deliveries racing on one repository never count one delete twice.
 func (r *repoRun) vanished(d policy.Decision) {
 	r.mu.Lock()
-	cascaded := false
-	for _, after := range d.After {
-		cascaded = cascaded || r.ours[after]
-	}
+	cascaded := d.Subject != "" && r.ours[d.Subject]
 	if !cascaded {
 		r.res.AlreadyGone++
 		if r.gone != nil && d.Kind == policy.KindManifest {
@@ -226,8 +241,11 @@ func (r *repoRun) delete(ctx context.Context, it *item) error {
 		del = func(ctx context.Context) error { return reg.DeleteTag(ctx, repo, d.Tag) }
 	}
 	orig := it.attrs
-	var notFound atomic.Bool // the delete found the item gone (404)
-	gctx := acr.WithGoneNotice(acr.WithSendGuard(ctx, r.guard(ctx, it)), func() { notFound.Store(true) })
+	var notFound, afterRetry atomic.Bool // the delete found the item gone (404), after a failed attempt
+	gctx := acr.WithGoneNotice(acr.WithSendGuard(ctx, r.guard(ctx, it)), func(retried bool) {
+		notFound.Store(true)
+		afterRetry.Store(retried)
+	})
 	unlockedHere := d.Unlock && orig.Locked()
 	if unlockedHere {
 		if err := setAttrs(gctx, unlocked()); err != nil && !acr.IsNotFound(err) {
@@ -248,10 +266,16 @@ func (r *repoRun) delete(ctx context.Context, it *item) error {
 			r.settle(d, v)
 			return nil
 		}
+		if ambiguous(err) {
+			r.uncertain()
+		}
 		r.left(d)
 		return r.deleteFailed(ctx, d, err)
 	}
 	if notFound.Load() {
+		if afterRetry.Load() {
+			r.uncertain() // maybe our own lost attempt deleted it
+		}
 		r.vanished(d)
 		return nil
 	}

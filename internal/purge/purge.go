@@ -200,6 +200,11 @@ type Result struct {
 	// AlreadyGone counts planned deletions whose item someone else removed
 	// first (not in the deleted counts).
 	AlreadyGone int64
+	// Uncertain counts deletes whose outcome is unknown: the answer was
+	// lost (a cancelled call, a network failure, a 404 after a failed
+	// attempt), so the registry may have deleted the item without our
+	// counting it. The deleted counts are then a lower bound.
+	Uncertain int64
 	// Cursor is set when Status is partial.
 	Cursor   *policy.Cursor
 	Duration time.Duration

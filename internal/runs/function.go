@@ -34,6 +34,8 @@ const MaxRunIDLength = 64
 // invalid run id or an unknown format.
 type Function struct {
 	Store checkpoint.Store
+	// Report tunes the reports (stall detection); zero values take defaults.
+	Report Options
 	// Logger receives failures; nil discards.
 	Logger *slog.Logger
 }
@@ -62,7 +64,7 @@ func (f *Function) Invoke(ctx context.Context, req *funchost.Request) (*funchost
 	if runID == "latest" {
 		runID = ""
 	}
-	rep, err := Build(ctx, f.Store, runID)
+	rep, err := BuildWith(ctx, f.Store, runID, f.Report)
 	if status, msg := f.failure(err, runID); status != 0 {
 		return httpJSON(status, errorBody(msg)), nil
 	}

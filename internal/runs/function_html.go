@@ -115,7 +115,7 @@ func (f *Function) page(ctx context.Context, h funchost.HTTPRequest, runID strin
 	if id == "latest" {
 		id = ""
 	}
-	rep, err := Build(ctx, f.Store, id)
+	rep, err := BuildWith(ctx, f.Store, id, f.Report)
 	if status, msg := f.failure(err, id); status != 0 {
 		return htmlError(status, msg, o)
 	}

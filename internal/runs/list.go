@@ -54,7 +54,7 @@ func BuildList(ctx context.Context, store checkpoint.Store, limit int) (*RunList
 			if err != nil {
 				return fmt.Errorf("report: run %q: %w", rec.ID, err)
 			}
-			r := assemble(rec, batches, repos)
+			r := assemble(rec, batches, repos, Options{}.withDefaults())
 			l.Runs[i] = RunSummary{Run: r.Run, Batches: r.Batches, Totals: r.Totals}
 			return nil
 		})

@@ -24,6 +24,17 @@ const (
 	// RepoParallelism bounds the repositories of one message purged at once
 	// (their deletes share the executor's Concurrency).
 	RepoParallelism = 4
+	// FlushDeletes and FlushEvery: a repository's progress is checkpointed
+	// once this many of its deletes are not, or when one has waited this
+	// long (checked every FlushCheck). A process killed mid-repository
+	// loses at most that much from the counts, which then say "at least".
+	FlushDeletes = 50
+	FlushEvery   = 5 * time.Second
+	FlushCheck   = 250 * time.Millisecond
+	// StaleAttempt: an attempt listed in a row's Live set without a
+	// heartbeat for this long has died; its uncounted deletes make the
+	// counts a lower bound.
+	StaleAttempt = checkpoint.StaleAttempt
 	// MaxClockSkew is how far in the future a resume cursor's plan time may
 	// be (clocks of different instances differ a little).
 	MaxClockSkew = 5 * time.Minute
