@@ -241,8 +241,17 @@ func (r *repoRun) delete(ctx context.Context, it *item) error {
 		del = func(ctx context.Context) error { return reg.DeleteTag(ctx, repo, d.Tag) }
 	}
 	orig := it.attrs
-	var notFound, afterRetry atomic.Bool // the delete found the item gone (404), after a failed attempt
-	gctx := acr.WithGoneNotice(acr.WithSendGuard(ctx, r.guard(ctx, it)), func(retried bool) {
+	guard := r.guard(ctx, it)
+	gctx := acr.WithSendGuard(ctx, guard)
+	// The delete's own context counts its attempts (a guard check precedes
+	// each) and learns of a 404: an item found gone after an attempt of
+	// ours was sent may be our own doing, its answer lost.
+	var notFound, afterRetry atomic.Bool
+	var sent atomic.Int32
+	dctx := acr.WithGoneNotice(acr.WithSendGuard(ctx, func() error {
+		sent.Add(1)
+		return guard()
+	}), func(retried bool) {
 		notFound.Store(true)
 		afterRetry.Store(retried)
 	})
@@ -257,12 +266,15 @@ func (r *repoRun) delete(ctx context.Context, it *item) error {
 			return r.deleteFailed(ctx, d, err)
 		}
 	}
-	if err := del(gctx); err != nil {
+	if err := del(dctx); err != nil {
 		v, ok := verdictOf(err)
 		if unlockedHere && (!ok || v != verdictGone) {
 			r.relock(d, orig, setAttrs)
 		}
 		if ok {
+			if v == verdictGone && sent.Load() > 1 {
+				r.uncertain() // refused on a retry: the lost attempt may have deleted it
+			}
 			r.settle(d, v)
 			return nil
 		}

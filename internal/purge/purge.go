@@ -328,6 +328,16 @@ func (r *repoRun) pastDeadline() bool {
 }
 
 func (r *repoRun) report(d policy.Decision, o Outcome, err error) {
+	if o == OutcomeNotStarted && d.Subject != "" {
+		r.mu.Lock()
+		if r.ours[d.Subject] {
+			// The registry removed this referrer with the subject we
+			// deleted, but the run stopped before counting it, and a later
+			// attempt will not list it: the counts are a lower bound.
+			r.res.Uncertain++
+		}
+		r.mu.Unlock()
+	}
 	if f := r.e.opts.OnDecision; f != nil {
 		f(d, o, err)
 	}
@@ -432,9 +442,17 @@ func (r *repoRun) manifests(ctx context.Context) error {
 		err = d.run(r.byDigest(chunk))
 	}
 	if err == nil {
-		err = r.referrers(d, held)
+		err = r.referrers(d, held) // starts deletes: wait for them after
+		return firstErr(d.wait(), err)
 	}
-	return firstErr(d.wait(), err)
+	werr := d.wait()
+	// Stopped before the held deletions' turn: a referrer whose subject
+	// this run deleted went with it, uncounted, and a later attempt will
+	// not list it.
+	for _, dec := range held {
+		r.report(dec, OutcomeNotStarted, nil)
+	}
+	return firstErr(werr, err)
 }
 
 // manifestChunk is how many manifest deletions are sorted and re-read

@@ -237,8 +237,11 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 			assert.LessOrEqual(t, counted[name][0], actual[name][0], "%s: tags counted vs deleted (a lower bound)", name)
 			assert.LessOrEqual(t, counted[name][1], actual[name][1], "%s: manifests counted vs deleted (a lower bound)", name)
 		} else {
-			assert.Equal(t, actual[name][0], counted[name][0], "%s: tags counted vs deleted", name)
-			assert.Equal(t, actual[name][1], counted[name][1], "%s: manifests counted vs deleted", name)
+			tagsOK := assert.Equal(t, actual[name][0], counted[name][0], "%s: tags counted vs deleted", name)
+			manifestsOK := assert.Equal(t, actual[name][1], counted[name][1], "%s: manifests counted vs deleted", name)
+			if !tagsOK || !manifestsOK {
+				w.dumpCounts(name, recs)
+			}
 		}
 		st := statuses[name]
 		purged := slices.ContainsFunc(st, func(s checkpoint.Status) bool {
@@ -258,6 +261,26 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 	}
 	require.Len(t, h.DeadLetters(), c.deadLetters, "dead letters")
 	return statuses
+}
+
+// dumpCounts logs the registry's deletions in a repository and its rows,
+// for a count that does not match.
+func (w *world) dumpCounts(name string, recs []checkpoint.Run) {
+	t, h := w.t, w.h
+	for _, d := range h.Reg.Deletes() {
+		if d.Repo == name {
+			t.Logf("delete %s %s by %s at %s", d.Kind, d.Ref, d.Identity, d.At.Format("15:04:05.000"))
+		}
+	}
+	for _, run := range recs {
+		rows, err := h.Store.ListRepos(t.Context(), run.ID)
+		require.NoError(t, err)
+		for _, r := range rows {
+			if r.Name == name {
+				t.Logf("row %s: %+v", run.ID, r)
+			}
+		}
+	}
 }
 
 // describe renders a short summary of the registry's counters for logs.
