@@ -1,6 +1,7 @@
 package localstack_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -352,4 +353,42 @@ func TestLocalExitCodes(t *testing.T) {
 	code, _, errOut = local(t, nil, "--policy", `{"rules":[{"filters":["x"]}]}`)
 	assert.Equal(t, 2, code, "so is an invalid one")
 	assert.Contains(t, errOut, "PURGE_POLICY")
+}
+
+// TestLocalResumesAfterKill: a `handler local` with Table checkpoints is
+// killed (SIGKILL) in the middle of its run; its in-process queue dies with
+// it. The next one finds the run unfinished, sends its unfinished batches
+// again and reports the run done (skipped without Azurite).
+func TestLocalResumesAfterKill(t *testing.T) {
+	conn := azurite.Azurite(t)
+	table := azurite.TableName(t)
+	bin, err := handlerBinary()
+	require.NoError(t, err)
+	env := append(os.Environ(), config.CheckpointConnString+"="+conn, config.CheckpointTable+"="+table, "TMPDIR="+t.TempDir())
+	args := []string{"local", "--repositories", "400", "--batch-size", "2", "--error-rate", "0.02"}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	workers := 0
+	for sc.Scan() && workers < 20 {
+		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "Worker ") {
+			workers++
+		}
+	}
+	require.Equal(t, 20, workers, "the first run got going")
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+
+	code, out, errOut := local(t, []string{config.CheckpointConnString + "=" + conn, config.CheckpointTable + "=" + table},
+		"--repositories", "400", "--batch-size", "2")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Regexp(t, `(?m)^Resuming run s-\S+: an earlier .handler local. left \d+ of its \d+ batches unfinished`, out)
+	assert.Regexp(t, `(?m)^Run s-\S+: done, trigger schedule`, out, "the resumed run is reported, and finished")
+	assert.NotContains(t, out, "No run was created")
 }

@@ -152,6 +152,9 @@ type Result struct {
 	DeadLetters []DeadLetter
 	// Rejections are the messages the Worker refused as malformed.
 	Rejections []checkpoint.Rejection
+	// Resumed are the runs an earlier, interrupted `handler local` left
+	// unfinished, whose batches this one sent again (Table checkpoints).
+	Resumed []string
 	// Duplicates is how many sends duplicate detection dropped.
 	Duplicates int
 	Timings    Timings

@@ -60,7 +60,7 @@ func writeIntro(p *printer, res *Result, o Options, handlerURL string) {
 func writeResult(w io.Writer, res *Result) error {
 	var b strings.Builder
 	if len(res.Runs) == 0 {
-		b.WriteString("\nNo run was created: see the lines above.\n")
+		b.WriteString("\nNo run was created or resumed: see the lines above.\n")
 	}
 	for i, rep := range res.Runs {
 		fmt.Fprintf(&b, "\nReport (the Runs function serves the same: GET /api/runs/%s):\n\n", rep.Run.ID)

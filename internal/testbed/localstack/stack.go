@@ -17,6 +17,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/queue"
 	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
@@ -114,6 +115,19 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	earlier, err := runIDs(ctx, store)
 	if err != nil {
 		return nil, err
+	}
+	// With Table checkpoints a run can outlive the process that drove it:
+	// a killed `handler local` leaves batches queued in an in-process
+	// queue that died with it. Send them again, and report those runs.
+	if o.CheckpointStorage != "" {
+		resumed, err := resumeUnfinished(ctx, store, q, out)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range resumed {
+			delete(earlier, id)
+		}
+		res.Resumed = resumed
 	}
 	res.Before = inventory(reg)
 	if o.ErrorRate > 0 {
@@ -242,6 +256,59 @@ func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg
 		return fmt.Errorf("unknown trigger %q", t.Kind)
 	}
 	return nil
+}
+
+// resumeUnfinished puts a message into q for every batch of a recorded run
+// that is not finished (queued, running or continued): the queue that held
+// them was in memory. A continued batch gets its latest continuation
+// number, so the Worker does not take the message for a superseded one; the
+// repositories resume from their checkpointed cursors. It returns the runs
+// resumed.
+func resumeUnfinished(ctx context.Context, store checkpoint.Store, q *fakebus.Queue, out *printer) ([]string, error) {
+	recs, err := store.LatestRuns(ctx, maxRuns)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var resumed []string
+	for _, run := range recs {
+		batches, err := store.ListBatches(ctx, run.ID)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: list batches: %w", run.ID, err)
+		}
+		var msgs []queue.Outgoing
+		for _, b := range batches {
+			switch b.Status {
+			case checkpoint.StatusQueued, checkpoint.StatusRunning, checkpoint.StatusContinued, "":
+			default:
+				continue
+			}
+			m := queue.Message{Version: queue.Version, RunID: run.ID, Batch: b.N, Batches: run.Batches,
+				Trigger: run.Trigger, Repositories: b.Repositories, DryRun: run.DryRun}
+			if b.Continuations > 0 {
+				m.Resume = &queue.Resume{N: b.Continuations}
+			}
+			o, err := queue.NewOutgoing(m)
+			if err != nil {
+				return nil, fmt.Errorf("run %s batch %d: %w", run.ID, b.N, err)
+			}
+			msgs = append(msgs, o)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		out.section("Resuming run %s: an earlier `handler local` left %d of its %d batches unfinished (its in-process queue died with it); sending them again",
+			run.ID, len(msgs), len(batches))
+		for _, o := range msgs {
+			q.Put(o.ID, o.Body)
+		}
+		if !run.Enqueued {
+			if err := store.MarkEnqueued(ctx, run.ID); err != nil {
+				return nil, fmt.Errorf("run %s: mark enqueued: %w", run.ID, err)
+			}
+		}
+		resumed = append(resumed, run.ID)
+	}
+	return resumed, nil
 }
 
 // runIDs returns the IDs of the runs already in the store.
