@@ -121,6 +121,8 @@ func TestChaos(t *testing.T) {
 		{"registry restarted mid-run", registryRestarted},
 		{"everything at once", everythingAtOnce},
 		{"lock lost: one message handled twice at once", lockLost},
+		{"forged own message naming a future nightly run", forgedFutureRun},
+		{"every delivery of a message killed: dead-lettered", everyDeliveryDies},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

@@ -332,3 +332,14 @@ func (q *Queue) Requeue(m *Message) {
 	q.mu.Unlock()
 	q.signal()
 }
+
+// DeadLetter moves a message to the dead-letter queue by hand (a test that
+// delivers by hand and settles its last failed delivery itself).
+func (q *Queue) DeadLetter(m *Message, lastError string) {
+	q.mu.Lock()
+	delete(q.locked, m)
+	m.LastError = lastError
+	q.dead = append(q.dead, DeadLetter{Message: *m, Reason: ReasonMaxDeliveries})
+	q.mu.Unlock()
+	q.signal()
+}
