@@ -179,9 +179,3 @@ func (a *App) Handlers() map[string]funchost.Handler {
 func (a *App) HTTPHandler() http.Handler {
 	return funchost.NewServer(a.Handlers(), a.log)
 }
-
-// Scheduler returns the app's Scheduler (for `handler local`).
-func (a *App) Scheduler() *scheduler.Scheduler { return a.scheduler }
-
-// Worker returns the app's Worker (for `handler local`).
-func (a *App) Worker() *worker.Worker { return a.worker }

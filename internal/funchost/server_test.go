@@ -108,9 +108,7 @@ func newTestServer(t *testing.T) (*httptest.Server, *recorder, chan seen) {
 			return &Response{Outputs: map[string]any{"res": HTTPResponse{StatusCode: 200, Body: string(body), Headers: map[string]string{"Content-Type": "application/json"}}}}, nil
 		},
 		"Panics": func(ctx context.Context, req *Request) (*Response, error) {
-			var m map[string]int
-			m["x"] = 1 // nil map write
-			return nil, nil
+			panic("handler bug")
 		},
 		"Nil": func(ctx context.Context, req *Request) (*Response, error) { return nil, nil },
 	}

@@ -24,7 +24,7 @@ func TestDryRunIsTheDefaultAndDeletesNothing(t *testing.T) {
 	before := tagNames(reg, "team-a/app")
 	manifests := len(reg.Manifests("team-a/app"))
 
-	res := c.run(nil, c.args("--repository", "team-a/app")...)
+	res := c.run(c.args("--repository", "team-a/app")...)
 	require.Equal(t, exitOK, res.code, res.stderr)
 
 	assert.Empty(t, reg.Deletes(), "a dry run must delete nothing")
@@ -56,13 +56,13 @@ func TestRealRunDeletesWhatTheDryRunPlanned(t *testing.T) {
 	reg := c.env.Registry
 	seedRepo(reg, "team-a/app")
 
-	dry := c.run(nil, c.args("--repository", "team-a/app", "--output", "json")...)
+	dry := c.run(c.args("--repository", "team-a/app", "--output", "json")...)
 	require.Equal(t, exitOK, dry.code, dry.stderr)
 	planned := decodeReport(t, dry.stdout)
 	require.True(t, planned.DryRun)
 	require.Empty(t, reg.Deletes())
 
-	real := c.run(nil, c.args("--repository", "team-a/app", "--output", "json", "--dry-run=false")...)
+	real := c.run(c.args("--repository", "team-a/app", "--output", "json", "--dry-run=false")...)
 	require.Equal(t, exitOK, real.code, real.stderr)
 	done := decodeReport(t, real.stdout)
 	require.False(t, done.DryRun)
@@ -119,7 +119,7 @@ func TestRepositoryFlagNarrows(t *testing.T) {
 	seedRepo(reg, "team-a/web")
 	seedRepo(reg, "team-a/api")
 
-	res := c.run(nil, c.args("--repository", "team-a/web,team-a/api", "--repository", "team-a/web", "--dry-run=false", "--output", "json")...)
+	res := c.run(c.args("--repository", "team-a/web,team-a/api", "--repository", "team-a/web", "--dry-run=false", "--output", "json")...)
 	require.Equal(t, exitOK, res.code, res.stderr)
 	rep := decodeReport(t, res.stdout)
 	require.Len(t, rep.Repositories, 2)
@@ -145,7 +145,7 @@ func TestCatalogFilteredByPolicyInBatches(t *testing.T) {
 	c.env2[envLoginServer] = reg.URL()
 	c.env2[envPolicy] = "@" + writePolicyFile(t, testPolicy)
 
-	res := c.run(nil, "--dry-run=false", "--output", "json", "--batch-size", "2", "--deletes-per-minute", "60000")
+	res := c.run("--dry-run=false", "--output", "json", "--batch-size", "2", "--deletes-per-minute", "60000")
 	require.Equal(t, exitOK, res.code, res.stderr)
 	rep := decodeReport(t, res.stdout)
 	var names []string
@@ -173,7 +173,7 @@ func TestABACIdentityMissingAPrefix(t *testing.T) {
 
 	for _, output := range []string{"json", "table"} {
 		t.Run(output, func(t *testing.T) {
-			res := c.run(nil, c.args("--dry-run=false", "--output", output, "--verbose")...)
+			res := c.run(c.args("--dry-run=false", "--output", output, "--verbose")...)
 			require.Equal(t, exitIncomplete, res.code, res.stderr)
 			assert.True(t, reg.HasTag("team-b/api", "ci-5"), "a forbidden repository is untouched")
 			assert.False(t, reg.HasTag("team-a/web", "ci-5"), "the others are done")
@@ -200,7 +200,7 @@ func TestABACIdentityMissingAPrefix(t *testing.T) {
 func TestCatalogRefusedIsARuntimeFailure(t *testing.T) {
 	c := newCLI(t, emutest.Options{Identity: &acremu.Identity{Name: "purger", Grants: []acremu.Grant{{}}}})
 	seedRepo(c.env.Registry, "team-a/app")
-	res := c.run(nil, c.args()...)
+	res := c.run(c.args()...)
 	assert.Equal(t, exitRuntime, res.code)
 	assert.Contains(t, res.stderr, "Catalog Lister")
 	assert.Contains(t, res.stderr, "--repository")
@@ -211,7 +211,7 @@ func TestCatalogRefusedIsARuntimeFailure(t *testing.T) {
 func TestRegistryUnreachableIsARuntimeFailure(t *testing.T) {
 	c := newCLI(t, emutest.Options{})
 	require.NoError(t, c.env.Registry.Stop())
-	res := c.run(nil, c.args("--repository", "team-a/app")...)
+	res := c.run(c.args("--repository", "team-a/app")...)
 	assert.Equal(t, exitRuntime, res.code, res.stderr)
 	assert.Contains(t, res.stderr, "get an access token from")
 	assert.Empty(t, res.stdout)
@@ -244,7 +244,7 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := c.run(nil, tc.args...)
+			res := c.run(tc.args...)
 			assert.Equal(t, exitUsage, res.code)
 			assert.Contains(t, res.stderr, tc.want)
 			assert.Empty(t, res.stdout)
@@ -256,7 +256,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	c := newCLI(t, emutest.Options{})
-	res := c.run(nil, "-h")
+	res := c.run("-h")
 	assert.Equal(t, exitOK, res.code)
 	for _, want := range []string{"Usage: handler purge", "-dry-run", "-repository", "Exit codes:", "130", "Examples:", "DefaultAzureCredential"} {
 		assert.Contains(t, res.stderr, want)
@@ -284,7 +284,7 @@ func TestInterruptStopsStartingDeletesAndReports(t *testing.T) {
 		}
 		cancel()
 	}()
-	res := c.run(ctx, c.args("--repository", "team-a/app", "--dry-run=false", "--output", "json", "--concurrency", "2")...)
+	res := c.runContext(ctx, c.args("--repository", "team-a/app", "--dry-run=false", "--output", "json", "--concurrency", "2")...)
 	require.Equal(t, exitInterrupted, res.code, res.stderr)
 	rep := decodeReport(t, res.stdout)
 	assert.True(t, rep.Interrupted)
@@ -316,7 +316,7 @@ func TestTimeoutEndsPartial(t *testing.T) {
 	reg.SetFaults(acremu.Faults{Latency: 60 * time.Millisecond})
 	c.deps.progressEvery = 50 * time.Millisecond
 
-	res := c.run(nil, c.args("--dry-run=false", "--output", "json", "--timeout", "1s", "--concurrency", "1")...)
+	res := c.run(c.args("--dry-run=false", "--output", "json", "--timeout", "1s", "--concurrency", "1")...)
 	require.Equal(t, exitIncomplete, res.code, res.stderr)
 	rep := decodeReport(t, res.stdout)
 	assert.Positive(t, rep.Totals.Partial+rep.Totals.NotStarted)
@@ -334,7 +334,7 @@ func TestNoTokenInOutputOnFailures(t *testing.T) {
 	reg := c.env.Registry
 	seedRepo(reg, "team-a/app")
 	reg.SetFaults(acremu.Faults{ErrorRate: 1})
-	res := c.run(nil, c.args("--repository", "team-a/app", "--dry-run=false", "--verbose")...)
+	res := c.run(c.args("--repository", "team-a/app", "--dry-run=false", "--verbose")...)
 	assert.Equal(t, exitIncomplete, res.code, res.stderr)
 	assert.Regexp(t, `team-a/app: failed: `, res.stdout)
 	for _, s := range []string{res.stdout, res.stderr} {
@@ -356,7 +356,7 @@ func TestDeleteRateIsBudgeted(t *testing.T) {
 		reg.Put("team-a/app", acremu.Artifact{Tags: []string{fmt.Sprintf("ci-%02d", i)}, Created: now.Add(-40*day - time.Duration(i)*time.Minute)})
 	}
 	start := time.Now()
-	res := c.run(nil, c.args("--repository", "team-a/app", "--dry-run=false", "--deletes-per-minute", "600",
+	res := c.run(c.args("--repository", "team-a/app", "--dry-run=false", "--deletes-per-minute", "600",
 		"--policy", `{"rules":[{"filters":["team-a/app:^ci-"],"ago":"30d"}]}`)...)
 	require.Equal(t, exitOK, res.code, res.stderr)
 	assert.Len(t, reg.Deletes(), 30)
@@ -372,12 +372,12 @@ func tokenRequest() azpolicy.TokenRequestOptions {
 func TestRepositoryParallelismSetting(t *testing.T) {
 	c := newCLI(t, emutest.Options{})
 	c.env2["PURGE_REPOSITORY_PARALLELISM"] = "65"
-	res := c.run(nil, c.args()...)
+	res := c.run(c.args()...)
 	assert.Equal(t, exitUsage, res.code)
 	assert.Contains(t, res.stderr, `must be a whole number from 1 to 64, got "65"`)
 	c.env2["PURGE_REPOSITORY_PARALLELISM"] = "1"
-	res = c.run(nil, c.args()...)
+	res = c.run(c.args()...)
 	assert.Equal(t, exitOK, res.code, res.stderr)
-	res = c.run(nil, c.args("--repository-parallelism", "3")...)
+	res = c.run(c.args("--repository-parallelism", "3")...)
 	assert.Equal(t, exitOK, res.code, res.stderr)
 }

@@ -1,4 +1,4 @@
-// Package report builds run reports from checkpoints, for the Runs HTTP
+// Package runs builds run reports from checkpoints, for the Runs HTTP
 // function (GET /api/runs/{runId}), `handler local` and the CLI.
 //
 // # JSON

@@ -377,11 +377,3 @@ func (h *Harness) RunReportRaw(runID string, text bool) (string, int) {
 	require.NoError(h.T, err)
 	return res.Body, res.StatusCode
 }
-
-// MustJSON marshals v or fails the test.
-func MustJSON(t testing.TB, v any) json.RawMessage {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err)
-	return b
-}
