@@ -64,11 +64,14 @@ func everyDeliveryDies(t *testing.T, p params, rng *rand.Rand) {
 	hooks := func() e2etest.Hooks {
 		k := newKillSwitch()
 		ks.Store(k)
-		return e2etest.Hooks{Transport: chain(k.transport, onDelete(func(n int64) {
-			if n == killAtDelete.Load() {
-				k.kill()
-			}
-		}))}
+		return e2etest.Hooks{
+			Transport: chain(k.transport, onDelete(func(n int64) {
+				if n == killAtDelete.Load() {
+					k.kill()
+				}
+			})),
+			Store: k.store, // a killed process writes no checkpoint
+		}
 	}
 	w := newWorld(t, worldOpts{hooks: hooks()})
 	w.populate(rng, p)
@@ -81,7 +84,7 @@ func everyDeliveryDies(t *testing.T, p params, rng *rand.Rand) {
 	}
 	runID := strings.SplitN(m.ID, "/", 2)[0]
 	for d := 1; d <= w.h.Config.MaxDeliveries; d++ {
-		killAtDelete.Store(1 + int64(rng.IntN(2)))
+		killAtDelete.Store(1) // each delivery deletes one item, then dies
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -117,7 +120,7 @@ func everyDeliveryDies(t *testing.T, p params, rng *rand.Rand) {
 	for _, r := range rep.Repositories {
 		if r.Batch == 1 && r.Status == string(checkpoint.StatusFailed) {
 			failed++
-			assert.Regexp(t, `dead-lettered|gave up|refused`, r.Reason+r.Error, r.Name)
+			assert.NotEmpty(t, r.Reason+r.Error, "%s failed without saying why", r.Name)
 		}
 	}
 	assert.Positive(t, failed, "the batch's unfinished repositories are failed")
