@@ -71,21 +71,50 @@ func NewTable(ctx context.Context, o TableOptions) (*Table, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
+	svc, err := t.serviceClient(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureTable(ctx, svc, t); err != nil {
+		return nil, err
+	}
+	t.client = svc.NewClient(t.name)
+	return t, nil
+}
+
+// NewTableClient returns a client of the table o names, with o's
+// ClientOptions, for other users of the checkpoint table (the shared delete
+// budget). It validates o as NewTable does but makes no request: the table
+// is not created.
+func NewTableClient(o TableOptions) (*aztables.Client, error) {
+	t := &Table{name: o.Table}
+	if t.name == "" {
+		t.name = DefaultTableName
+	}
+	svc, err := t.serviceClient(o)
+	if err != nil {
+		return nil, err
+	}
+	return svc.NewClient(t.name), nil
+}
+
+// serviceClient checks the table name and builds the service client from
+// exactly one of o's connection string or service URL; it sets t.secrets.
+func (t *Table) serviceClient(o TableOptions) (*aztables.ServiceClient, error) {
 	if !tableNameRE.MatchString(t.name) {
 		return nil, fmt.Errorf("checkpoint: table name %q (CHECKPOINT_TABLE) must be 3-63 letters and digits starting with a letter", t.name)
 	}
-	var svc *aztables.ServiceClient
-	var err error
 	switch {
 	case o.ConnectionString != "" && o.ServiceURL != "":
 		return nil, errors.New("checkpoint: set either a connection string (CheckpointStorage) or a table service URL (CheckpointStorage__tableServiceUri), not both")
 	case o.ConnectionString != "":
 		conn := expandDevStorage(o.ConnectionString)
 		t.secrets = connStringSecrets(conn)
-		svc, err = aztables.NewServiceClientFromConnectionString(conn, o.ClientOptions)
+		svc, err := aztables.NewServiceClientFromConnectionString(conn, o.ClientOptions)
 		if err != nil {
 			return nil, t.wrap("parse connection string (CheckpointStorage)", err)
 		}
+		return svc, nil
 	case o.ServiceURL != "":
 		u, perr := url.Parse(o.ServiceURL)
 		if perr != nil || u.Host == "" {
@@ -100,18 +129,14 @@ func NewTable(ctx context.Context, o TableOptions) (*Table, error) {
 		if o.Credential == nil {
 			return nil, errors.New("checkpoint: a table service URL (CheckpointStorage__tableServiceUri) needs a credential")
 		}
-		svc, err = aztables.NewServiceClient(o.ServiceURL, o.Credential, o.ClientOptions)
+		svc, err := aztables.NewServiceClient(o.ServiceURL, o.Credential, o.ClientOptions)
 		if err != nil {
 			return nil, t.wrap("create table client", err)
 		}
+		return svc, nil
 	default:
 		return nil, errors.New("checkpoint: no table storage configured: set CheckpointStorage (connection string) or CheckpointStorage__tableServiceUri")
 	}
-	if err := ensureTable(ctx, svc, t); err != nil {
-		return nil, err
-	}
-	t.client = svc.NewClient(t.name)
-	return t, nil
 }
 
 // Name returns the table name.
