@@ -17,8 +17,11 @@
 //     inside: 429 waits for Retry-After and slows the Limiter, 5xx and
 //     network errors back off exponentially with full jitter, a 401 re-mints
 //     the token once.
-//   - Limiter: the per-process request budget shared by every Client, with
-//     an adaptive factor that a 429 lowers and quiet time restores.
+//   - Limiter: the request budget shared by every Client of a process. Its
+//     delete class goes through a Gate, the registry-wide budget shared by
+//     every instance (internal/budget), when one is given; the other
+//     classes (and deletes without a Gate) have a per-process token bucket
+//     with an adaptive factor that a 429 lowers and quiet time restores.
 //
 // Tokens are carried as Secret, which renders as "[redacted]" through every
 // printing, logging and marshalling path; no error or log line of this

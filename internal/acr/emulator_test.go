@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 )
 
@@ -500,6 +501,48 @@ func TestEmulatorThrottling(t *testing.T) {
 	var ae *acr.Error
 	if !errors.As(err, &ae) || ae.RetryAfter < time.Second || ae.Code != "TOOMANYREQUESTS" {
 		t.Fatalf("Error = %+v", ae)
+	}
+}
+
+// TestEmulatorDeleteGate: with a Gate (the registry-wide budget), deletes
+// wait on it and its 429s reach it, not the per-process bucket.
+func TestEmulatorDeleteGate(t *testing.T) {
+	e := newEnv(t, acremu.Options{})
+	cred := e.fullAccess("purger")
+	putTags(e.reg, "a", 8)
+	e.reg.SetLimits(acremu.Limits{RegistryWrites: 3, RegistryWindow: time.Second})
+	gate, err := budget.NewLocal(budget.Options{PerMinute: 60000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := acr.NewLimiter(acr.LimiterOptions{Deletes: gate, DeletesPerMinute: 1})
+	b := e.broker(t, cred, nil)
+	c := e.client(t, b.Source(purgeScopes("a")...), func(o *acr.ClientOptions) { o.Limiter = lim })
+	ctx := t.Context()
+	var g errgroup.Group
+	for i := range 6 {
+		g.Go(func() error { return c.DeleteTag(ctx, "a", fmt.Sprintf("v%03d", i)) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if e.reg.HasTag("a", fmt.Sprintf("v%03d", i)) {
+			t.Fatalf("v%03d not deleted", i)
+		}
+	}
+	st, gs := e.reg.Stats(), gate.Stats()
+	if st.ThrottledRegistry < 1 || gs.Throttled != int64(st.ThrottledRegistry) || lim.Throttles(acr.ClassDelete) != st.ThrottledRegistry {
+		t.Fatalf("registry throttled %d, gate saw %d, limiter %d", st.ThrottledRegistry, gs.Throttled, lim.Throttles(acr.ClassDelete))
+	}
+	if gs.Granted != int64(6+st.ThrottledRegistry) {
+		t.Fatalf("gate granted %d, want one per attempt (%d)", gs.Granted, 6+st.ThrottledRegistry)
+	}
+	if gate.Rate() >= 60000 {
+		t.Fatal("the budget was not slowed by the 429s")
+	}
+	if lim.Factor(acr.ClassDelete) != 1 {
+		t.Fatal("the per-process bucket reacted although the gate governs deletes")
 	}
 }
 
