@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,18 +25,21 @@ const (
 
 // Setting names read as flag defaults (the same names the app uses).
 const (
-	envLoginServer = "ACR_LOGIN_SERVER"
-	envPolicy      = "PURGE_POLICY"
+	envLoginServer     = "ACR_LOGIN_SERVER"
+	envPolicy          = "PURGE_POLICY"
+	envRepoParallelism = "PURGE_REPOSITORY_PARALLELISM"
 )
 
 // Flag defaults and bounds.
 const (
 	defaultConcurrency      = 8
-	defaultDeletesPerMinute = 400
+	defaultRepoParallelism  = 4
+	defaultDeletesPerMinute = 250
 	defaultBatchSize        = 10
 	defaultTimeout          = time.Hour
 	maxConcurrency          = 64
-	maxDeletesPerMinute     = 100000
+	maxRepoParallelism      = 64
+	maxDeletesPerMinute     = 1_000_000
 	maxBatchSize            = 50
 )
 
@@ -47,6 +51,7 @@ type options struct {
 	dryRun           bool
 	json             bool
 	concurrency      int
+	repoParallelism  int
 	deletesPerMinute int
 	batchSize        int
 	timeout          time.Duration
@@ -134,11 +139,13 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 			"registry login server, e.g. contoso.azurecr.io (default $"+envLoginServer+"); http://127.0.0.1:PORT only for loopback")
 		pol = fs.String("policy", getenv(envPolicy),
 			"policy JSON inline, or @file relative to the current directory (default $"+envPolicy+")")
-		repos    repoList
-		dryRun   = fs.Bool("dry-run", true, "report only, delete nothing; --dry-run=false deletes")
-		output   = fs.String("output", "table", "output format: table or json")
-		conc     = fs.Int("concurrency", defaultConcurrency, fmt.Sprintf("deletes in flight (1-%d)", maxConcurrency))
-		dpm      = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits deletes per identity", maxDeletesPerMinute))
+		repos   repoList
+		dryRun  = fs.Bool("dry-run", true, "report only, delete nothing; --dry-run=false deletes")
+		output  = fs.String("output", "table", "output format: table or json")
+		conc    = fs.Int("concurrency", defaultConcurrency, fmt.Sprintf("deletes in flight (1-%d)", maxConcurrency))
+		repoPar = fs.String("repository-parallelism", getenv(envRepoParallelism),
+			fmt.Sprintf("repositories purged at once (1-%d), sharing the --concurrency deletes in flight (default $%s, else %d)", maxRepoParallelism, envRepoParallelism, defaultRepoParallelism))
+		dpm      = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits write operations per registry, by SKU (documented minimum per minute: Basic 100, Standard 500, Premium 2,000), for every client together: leave room for pushes", maxDeletesPerMinute))
 		batch    = fs.Int("batch-size", defaultBatchSize, fmt.Sprintf("repositories per access token (1-%d)", maxBatchSize))
 		timeout  = fs.Duration("timeout", defaultTimeout, "overall time limit; then no new delete starts and the run ends partial")
 		verbose  = fs.Bool("verbose", false, "list kept items too, and log at info level")
@@ -197,6 +204,15 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 	}
 	if o.concurrency < 1 || o.concurrency > maxConcurrency {
 		errs = append(errs, usagef("--concurrency must be from 1 to %d, got %d", maxConcurrency, o.concurrency))
+	}
+	o.repoParallelism = defaultRepoParallelism
+	if v := strings.TrimSpace(*repoPar); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxRepoParallelism {
+			errs = append(errs, usagef("--repository-parallelism (or %s) must be a whole number from 1 to %d, got %q", envRepoParallelism, maxRepoParallelism, v))
+		} else {
+			o.repoParallelism = n
+		}
 	}
 	if o.deletesPerMinute < 1 || o.deletesPerMinute > maxDeletesPerMinute {
 		errs = append(errs, usagef("--deletes-per-minute must be from 1 to %d, got %d", maxDeletesPerMinute, o.deletesPerMinute))

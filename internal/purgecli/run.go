@@ -18,13 +18,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/purge"
 )
-
-// repoParallel is how many repositories are purged at once (as the Worker
-// does within a message); deletes in flight are bounded by --concurrency
-// across all of them.
-const repoParallel = 4
 
 // Grace periods: how long deletes already in flight may take to finish
 // after an interrupt, and how long after --timeout the run is cut off hard
@@ -155,9 +151,15 @@ func (r *runner) run(ctx context.Context) int {
 	if err != nil {
 		return r.fatal(ctx, fmt.Errorf("token broker: %w", err))
 	}
+	// The delete budget of this process alone: the same algorithm as the
+	// app's registry-wide one, on an in-memory store.
+	deletes, err := budget.NewLocal(budget.Options{PerMinute: r.o.deletesPerMinute, Scope: r.o.registry.Service, Logger: r.log})
+	if err != nil {
+		return r.fatal(ctx, fmt.Errorf("delete budget: %w", err))
+	}
 	client, err := acr.NewClient(acr.ClientOptions{
 		Endpoint: r.o.registry, HTTPClient: r.d.httpClient, Retry: r.d.retry, Logger: r.log,
-		Limiter: acr.NewLimiter(acr.LimiterOptions{DeletesPerMinute: r.o.deletesPerMinute}),
+		Limiter: acr.NewLimiter(acr.LimiterOptions{Deletes: deletes}),
 	})
 	if err != nil {
 		return r.fatal(ctx, fmt.Errorf("registry client: %w", err))
@@ -192,7 +194,10 @@ func (r *runner) run(ctx context.Context) int {
 	})
 	prog := startProgress(wctx, r.stderr, col, len(repos), r.o.dryRun, r.d.progressEvery, r.d.now)
 	var g errgroup.Group
-	g.SetLimit(min(repoParallel, r.o.concurrency))
+	// --repository-parallelism repositories at once (as the Worker does
+	// within a message); deletes in flight are bounded by --concurrency
+	// across all of them.
+	g.SetLimit(min(r.o.repoParallelism, r.o.concurrency))
 	for _, repo := range repos {
 		if wctx.Err() != nil || !r.d.now().Before(deadline) {
 			break // the rest stay not started

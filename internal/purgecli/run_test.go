@@ -3,6 +3,7 @@ package purgecli
 import (
 	"context"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -235,6 +236,9 @@ func TestUsageErrors(t *testing.T) {
 		{"bad output", []string{"--registry", url, "--policy", testPolicy, "--output", "xml"}, "--output must be table or json"},
 		{"concurrency 0", []string{"--registry", url, "--policy", testPolicy, "--concurrency", "0"}, "--concurrency must be from 1"},
 		{"budget", []string{"--registry", url, "--policy", testPolicy, "--deletes-per-minute", "-5"}, "--deletes-per-minute must be"},
+		{"absurd budget", []string{"--registry", url, "--policy", testPolicy, "--deletes-per-minute", "1000001"}, "--deletes-per-minute must be from 1 to 1000000"},
+		{"repository parallelism 0", []string{"--registry", url, "--policy", testPolicy, "--repository-parallelism", "0"}, "--repository-parallelism (or PURGE_REPOSITORY_PARALLELISM) must be"},
+		{"repository parallelism text", []string{"--registry", url, "--policy", testPolicy, "--repository-parallelism", "four"}, `got "four"`},
 		{"batch size", []string{"--registry", url, "--policy", testPolicy, "--batch-size", "51"}, "--batch-size must be"},
 		{"timeout", []string{"--registry", url, "--policy", testPolicy, "--timeout", "0s"}, "--timeout must be positive"},
 		{"bad repository", []string{"--registry", url, "--policy", testPolicy, "--repository", "Team/App"}, `--repository "Team/App"`},
@@ -346,7 +350,8 @@ func TestNoTokenInOutputOnFailures(t *testing.T) {
 
 func TestDeleteRateIsBudgeted(t *testing.T) {
 	// Not a benchmark: a quick check that --deletes-per-minute reaches the
-	// limiter (600/min = 10/s with a burst of 10: 30 deletes take >= 2s).
+	// budget (600/min = 10 per one-second window: 30 deletes span three
+	// windows, the last ones 0.9 s into the third).
 	c := newCLI(t, emutest.Options{})
 	reg := c.env.Registry
 	now := reg.Now()
@@ -363,4 +368,36 @@ func TestDeleteRateIsBudgeted(t *testing.T) {
 
 func tokenRequest() azpolicy.TokenRequestOptions {
 	return azpolicy.TokenRequestOptions{Scopes: []string{acremu.AADScope}}
+}
+
+func TestRepositoryParallelismFlagAndSetting(t *testing.T) {
+	base := []string{"--registry", "contoso.azurecr.io", "--policy", testPolicy}
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want int
+		err  string
+	}{
+		{name: "default", want: defaultRepoParallelism},
+		{name: "setting", env: "2", want: 2},
+		{name: "flag wins", env: "2", args: []string{"--repository-parallelism", "7"}, want: 7},
+		{name: "bad setting", env: "65", err: "--repository-parallelism (or PURGE_REPOSITORY_PARALLELISM) must be a whole number from 1 to 64, got \"65\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == envRepoParallelism {
+					return tc.env
+				}
+				return ""
+			}
+			o, err := parseOptions(append(base, tc.args...), getenv, t.TempDir(), io.Discard)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, o.repoParallelism)
+		})
+	}
 }

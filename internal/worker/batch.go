@@ -132,7 +132,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 }
 
 // purgeAll obtains the message's token and purges every repository marked
-// work, RepoParallelism at a time, updating each state.
+// work, Options.RepoParallelism at a time, updating each state.
 func (w *Worker) purgeAll(ctx context.Context, log *slog.Logger, job batchJob, states []*repoState, deadline time.Time) {
 	var work []*repoState
 	for _, st := range states {
@@ -189,7 +189,7 @@ func (w *Worker) purgeAll(ctx context.Context, log *slog.Logger, job batchJob, s
 		Concurrency: w.o.Concurrency, Now: w.o.Now, Logger: log,
 	})
 	g := new(errgroup.Group)
-	g.SetLimit(RepoParallelism)
+	g.SetLimit(w.o.RepoParallelism)
 	for _, st := range work {
 		if !st.work {
 			continue

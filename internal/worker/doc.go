@@ -35,7 +35,8 @@
 // failed) are skipped; repositories no rule covers are recorded as skipped
 // ("not in policy"): a message cannot widen the policy. The remaining ones
 // share one token source (repository scopes with acr.PurgeActions) and one
-// purge.Executor, and up to RepoParallelism of them are purged at a time.
+// purge.Executor, and up to Options.RepoParallelism of them
+// (PURGE_REPOSITORY_PARALLELISM) are purged at a time.
 // The token's access claim is checked first: a repository lacking
 // metadata_read, delete (unless dry run) or metadata_write (when a rule has
 // includeLocked) is recorded as forbidden with the missing actions named.
