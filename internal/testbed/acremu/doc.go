@@ -40,6 +40,10 @@
 //     write operations (deletes and PATCHes of every identity together, as
 //     a SKU's WriteOps limit), and per-identity limits per operation class
 //     (read = GET/HEAD, write = PATCH, delete = DELETE).
+//   - AAD tokens for separate processes: StartIdentityEndpoint serves the
+//     App Service managed-identity protocol (IDENTITY_ENDPOINT,
+//     IDENTITY_HEADER, client_id), so `handler serve` signs in with its
+//     production credential, a user-assigned managed identity.
 //   - Repository names keep '/' in the path and every segment may be
 //     percent-escaped; routes are found from the right of the escaped path.
 //   - Errors are always JSON {"errors":[{"code","message","detail"}]}.
