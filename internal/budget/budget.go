@@ -35,7 +35,7 @@ const (
 	DefaultWindow    = time.Second
 	MinWindow        = 100 * time.Millisecond
 	MaxWindow        = 10 * time.Second
-	DefaultSlices    = 1
+	DefaultSlices    = 4
 	DefaultOpTimeout = 2 * time.Second
 	DefaultRetry     = 5 * time.Second
 	DefaultProbe     = 2 * time.Second
@@ -168,7 +168,7 @@ type Budget struct {
 	waiting   int // goroutines in Wait without a token
 	hist      [histLen]winStats
 	bit       uint      // this instance's bit in window rows' Members
-	yieldTill time.Time // had its fair share of the window: wait until then
+	heldUntil time.Time // release time of the last token this instance leased
 	// Fallback to the local share.
 	fallback  bool
 	retryAt   time.Time // next attempt at the store
@@ -298,14 +298,6 @@ func (b *Budget) slice(c int64) int64 {
 	return max(1, (c+int64(b.o.Slices)-1)/int64(b.o.Slices))
 }
 
-// prevSent is what this instance handed out in the window before k.
-func (b *Budget) prevSent(k int64) int64 {
-	if h := b.hist[uint64(k-1)%histLen]; h.win == k-1 {
-		return h.sent
-	}
-	return 0
-}
-
 // seen is the members this instance saw lease in windows from..to.
 func (b *Budget) seen(from, to int64) int64 {
 	var m int64
@@ -380,7 +372,10 @@ func (b *Budget) Wait(ctx context.Context) error {
 			}
 			continue
 		}
-		if d := b.yieldTill.Sub(now); d > 0 {
+		// The next lease waits until the last one is used up: the others
+		// get their turn in between (its tokens would come after that one's
+		// anyway, by their place in the window).
+		if d := b.heldUntil.Sub(now); d > 0 {
 			if err := b.sleepUnlocked(ctx, d); err != nil {
 				return err
 			}
@@ -435,15 +430,9 @@ func (b *Budget) localDelay(now time.Time) time.Duration {
 func (b *Budget) claim(now time.Time, k int64) {
 	b.claiming = true
 	b.claimDone = make(chan struct{})
-	mid := b.start(k).Add(b.o.Window / 2)
-	// Demand: the waiters now, or what this instance used in the window
-	// before (its waiters come back as their deletes finish), less what it
-	// already has of this one.
-	cur := b.histAt(k)
-	want := max(int64(b.waiting-len(b.tokens)), b.prevSent(k)-cur.own, 1)
 	in := claimInput{
-		k: k, now: now, want: want,
-		own: cur.own, bit: b.bit, lifted: !now.Before(mid),
+		k: k, now: now, want: int64(max(b.waiting-len(b.tokens), 1)),
+		bit:  b.bit,
 		rate: b.rate, gen: b.gen, refresh: b.needRate || now.Sub(b.rateReadAt) >= 2*b.o.Window,
 		rateRow: b.rateRow, rateETag: b.rateETag,
 	}
@@ -484,15 +473,14 @@ func (b *Budget) claim(now time.Time, k int64) {
 	h := b.histAt(k)
 	h.observed = max(h.observed, out.observed)
 	h.members |= out.members
-	if out.yield {
-		b.yieldTill = mid.Add(randDuration(b.o.Window / 4))
-	}
 	if out.n > 0 {
 		b.stats.Claims++
 		h.own += out.n
 		if b.win == k {
 			for j := out.from; j < out.from+out.n; j++ {
-				b.tokens = append(b.tokens, b.start(k).Add(time.Duration(float64(b.o.Window)*float64(j)/float64(out.cap))))
+				t := b.start(k).Add(time.Duration(float64(b.o.Window) * float64(j) / float64(out.cap)))
+				b.tokens = append(b.tokens, t)
+				b.heldUntil = t
 			}
 		}
 	}

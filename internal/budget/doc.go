@@ -18,36 +18,35 @@
 //     over time.
 //
 //  2. Each window has a row in the table, partition "budget|<registry>",
-//     holding Window, Claimed, Cap, the rate generation Gen, Members (a bit
-//     per instance that leased in the window) and Recent (the members of
-//     the windows before, as this window's instances saw them). Rows are
-//     reused round robin (32 slots), so the table never grows. An instance
-//     that needs deletes leases a slice of the current window: it reads the
-//     row, and writes Claimed + n with If-Match on the row's ETag; a row of
-//     an older window counts as empty; a missing row is created with
-//     AddEntity. A 412 (someone else wrote first) or a 409 (someone else
-//     created it) means: read again and retry. An instance alone skips the
-//     read: the copy it wrote last is still current.
+//     holding Window, Claimed, Cap, the rate generation Gen and Members (a
+//     bit per instance that leased in the window). Rows are reused round
+//     robin (32 slots), so the table never grows. An instance that needs
+//     deletes leases a slice of the current window: it reads the row, and
+//     writes Claimed + n with If-Match on the row's ETag; a row of an older
+//     window counts as empty; a missing row is created with AddEntity. A
+//     412 (someone else wrote first) or a 409 (someone else created it)
+//     means: read again and retry. An instance alone skips the read: the
+//     copy it wrote last is still current.
 //
-//  3. How much: what the instance's waiters want — those waiting now, or as
-//     many as it used in the window before, since its deletes come back for
-//     more as they finish — and, while instances that leased in the windows
-//     before have not leased in this one yet, no more than a fair share
-//     (capacity ÷ instances). A busy instance so spends one to three table
-//     operations per window (a few per hundred deletes at high rates), idle
-//     instances none. What is kept for an instance that does not come (it
-//     died, or its work ran out) is free from mid-window on: the instances
-//     that had their share wait for mid-window and lease what is left.
+//  3. A slice is what the instance's waiters want, at most the window's
+//     capacity shared among the instances seen leasing lately (at least
+//     Options.Slices ways, 4), and the instance leases its next slice only
+//     when the last one is used up: in between, the others get their turn,
+//     so busy instances share a window about equally whatever their speed,
+//     and an instance alone still gets all of it. A busy instance spends one
+//     to three table operations per slice — a few per hundred deletes at
+//     high rates — and an idle one none.
 //
 //  4. Slice [a, a+n) of window k is released at start(k) + W·j/cap(k) for
 //     j in [a, a+n): the deletes of all instances together are spread evenly
 //     over the window rather than fired at its start. A slice is only good
-//     within its window: what an instance leased and did not use expires
-//     with the window, and the next window starts empty. So in any window
-//     the instances together start at most cap(k) deletes. When a window is
-//     full, waiters sleep until the next one (spread over its first half
-//     when other instances share the budget, so that they do not all hit
-//     the row at once: the tokens keep their places in the window).
+//     within its window: what an instance leased and did not use (it died,
+//     or its work ran out) expires with the window, and the next window
+//     starts empty. So in any window the instances together start at most
+//     cap(k) deletes. When a window is full, waiters sleep until the next
+//     one (spread over its first half when other instances share the
+//     budget, so that they do not all hit the row at once: the tokens keep
+//     their places in the window).
 //
 //  5. A 429 from the registry (Throttled) lowers the shared rate for every
 //     instance. The instance estimates the rate the registry actually

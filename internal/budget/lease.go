@@ -19,10 +19,8 @@ type claimInput struct {
 	k        int64
 	now      time.Time
 	want     int64
-	own      int64 // tokens this instance already leased in window k
 	bit      uint  // this instance's member bit
 	prev     int64 // members seen in the two windows before k
-	lifted   bool  // past mid-window: fair shares no longer apply
 	rate     float64
 	gen      int64
 	refresh  bool
@@ -44,9 +42,6 @@ type claimOutput struct {
 	observed     int64 // the row's Claimed after this lease
 	members      int64 // the row's Members after this lease
 	exhausted    bool
-	// yield: this instance has had its fair share of window k; it may take
-	// what is left after mid-window.
-	yield bool
 }
 
 // lease refreshes the rate row when due, then leases up to a slice of
@@ -87,7 +82,7 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 	}
 	me := int64(1) << in.bit
 	for range maxAttempts {
-		var before, capRow, rowGen, members, recent int64
+		var before, capRow, rowGen, members int64
 		fresh := !found || cur["Window"] < in.k
 		switch {
 		case fresh:
@@ -102,7 +97,7 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 		default:
 			// The lower capacity wins: a cut applies to the current window.
 			before, capRow, rowGen = cur["Claimed"], min(cur["Cap"], capK), max(cur["Gen"], gen)
-			members, recent = cur["Members"], cur["Recent"]
+			members = cur["Members"]
 		}
 		if found && cur["Gen"] > gen {
 			out.newerGen = true
@@ -114,23 +109,9 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 			out.exhausted = true
 			return out
 		}
-		// Who leased in the windows before, as the instances of this
-		// window together saw it: passed on in the row, so that every
-		// instance knows how many to share with.
 		members |= me
-		recent |= in.prev
-		in.prev = recent
 		n := b.allowed(in, capRow, before, members)
-		if n <= 0 {
-			if found {
-				out.slot = &cachedRow{f: cur, etag: etag}
-			}
-			// Its fair share is used; the rest is kept for the others
-			// until mid-window.
-			out.yield = true
-			return out
-		}
-		f := fields{"Window": in.k, "Claimed": before + n, "Cap": capRow, "Gen": rowGen, "Members": members, "Recent": recent}
+		f := fields{"Window": in.k, "Claimed": before + n, "Cap": capRow, "Gen": rowGen, "Members": members}
 		var tag string
 		var err error
 		if found {
@@ -159,19 +140,14 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 }
 
 // allowed is how many tokens this instance may lease now from a window of
-// capacity c with claimed already leased: up to a slice, no more than its
-// waiters want, and, while instances that leased in the windows before have
-// not leased in this one yet, no more than its fair share, until
-// mid-window. The share kept for an instance that does not come (it died,
-// or its work ran out) is free from mid-window on.
+// capacity c with claimed already leased: what its waiters want, up to a
+// slice — the window's capacity shared among the instances seen leasing in
+// this window and the two before (at least Slices ways) — and no more than
+// is left.
 func (b *Budget) allowed(in claimInput, c, claimed int64, members int64) int64 {
-	n := min(in.want, b.slice(c), c-claimed)
-	if pending := in.prev &^ members; !in.lifted && pending != 0 {
-		k := int64(bits.OnesCount64(uint64(members | in.prev)))
-		fair := (c + k - 1) / k
-		n = min(n, fair-in.own)
-	}
-	return n
+	ways := max(int64(b.o.Slices), int64(bits.OnesCount64(uint64(members|in.prev))))
+	slice := max(1, (c+ways-1)/ways)
+	return max(1, min(in.want, slice, c-claimed))
 }
 
 // refreshRate reads the shared rate row (creating it at the budget), and
