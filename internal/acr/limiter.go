@@ -54,6 +54,9 @@ type Gate interface {
 	Wait(ctx context.Context) error
 	// Throttled reports a 429 with its Retry-After.
 	Throttled(retryAfter time.Duration)
+	// Admitted reports a request the registry did not refuse (any answer
+	// but 429): what it admits is what a 429 cuts the rate to.
+	Admitted()
 }
 
 // LimiterOptions configures a Limiter. A zero rate means unlimited (a 429
@@ -185,6 +188,14 @@ func (l *Limiter) Throttled(class Class, retryAfter time.Duration) {
 		l.apply(cs, now)
 	}
 	cs.lastStep = now
+}
+
+// Admitted tells the limiter that the registry answered a request of class
+// with anything but 429.
+func (l *Limiter) Admitted(class Class) {
+	if l != nil && class == ClassDelete && l.deletes != nil {
+		l.deletes.Admitted()
+	}
 }
 
 // Factor returns the class's current adaptive factor (1 = full configured

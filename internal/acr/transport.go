@@ -184,6 +184,9 @@ func (s *sender) do(ctx context.Context, rq *request) (*response, error) {
 			slog.String("op", rq.op), slog.String("method", rq.method),
 			slog.String("path", rq.url.EscapedPath()), slog.Int("status", resp.status),
 			slog.Int("attempt", attempt), slog.Duration("duration", dur))
+		if resp.status != http.StatusTooManyRequests {
+			s.lim.Admitted(rq.class)
+		}
 		switch {
 		case resp.status == http.StatusTooManyRequests:
 			ra, ok := parseRetryAfter(resp.header.Get("Retry-After"), time.Now())

@@ -24,6 +24,8 @@ type Gate interface {
 	Wait(ctx context.Context) error
 	// Throttled reports a 429 with its Retry-After.
 	Throttled(retryAfter time.Duration)
+	// Admitted reports a request the registry did not refuse.
+	Admitted()
 }
 
 var _ Gate = (*Budget)(nil)
@@ -44,11 +46,14 @@ const (
 // Tuning of the adaptive rate (see the package documentation).
 const (
 	slots         = 32   // window rows, reused round robin
-	belowAdmitted = 0.95 // a cut sets the rate to this fraction of the admitted rate
+	belowAdmitted = 0.97 // a cut sets the rate to this fraction of the admitted rate
 	minCutFactor  = 0.95 // every cut lowers the rate by at least 5 %
 	maxCutDivisor = 8    // and by at most ÷8
 	floorFraction = 0.01 // never below 1 % of the budget (nor 1/min)
 	probeStep     = 0.02 // × (1 + probeStep·q) after the q-th quiet step
+	kneeBelow     = 0.99 // fast probing stops here, below the last admitted rate
+	kneeStep      = 0.005
+	kneeMemory    = 30 * time.Second // after this without a cut, probe fast again
 	histLen       = 64
 	maxAttempts   = 8 // table writes per claim before giving the turn away
 )
@@ -174,6 +179,7 @@ type Budget struct {
 	retryAt   time.Time // next attempt at the store
 	localNext time.Time // local pacing
 	stats     Stats
+	admitted  slider // requests the registry did not refuse
 }
 
 type cachedRow struct {
@@ -183,10 +189,10 @@ type cachedRow struct {
 
 // winStats is what this instance did in one window.
 type winStats struct {
-	win            int64
-	sent, throttle int64 // tokens handed out, 429s reported
-	own, observed  int64 // tokens it leased; the row's Claimed it last saw
-	members        int64 // the row's Members it last saw
+	win           int64
+	sent          int64 // tokens handed out
+	own, observed int64 // tokens it leased; the row's Claimed it last saw
+	members       int64 // the row's Members it last saw
 }
 
 // Stats are counters for observability and benchmarks.
@@ -272,6 +278,54 @@ func (b *Budget) Stats() Stats {
 	return b.stats
 }
 
+// granted counts a token handed out in window k. Called with b.mu held.
+func (b *Budget) granted(k int64) {
+	b.histAt(k).sent++
+	b.stats.Granted++
+}
+
+// Admitted reports a request the registry did not refuse: the cut after a
+// 429 is to just below the rate of these.
+func (b *Budget) Admitted() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.admitted.add(b.o.Now())
+}
+
+// slider counts events in 50 ms buckets over the last 3.2 s.
+type slider struct {
+	at [sliderBuckets]int64
+	n  [sliderBuckets]int64
+}
+
+const (
+	sliderBucket  = 50 * time.Millisecond
+	sliderBuckets = 64
+)
+
+func (s *slider) add(t time.Time) {
+	i := t.UnixNano() / int64(sliderBucket)
+	j := uint64(i) % sliderBuckets
+	if s.at[j] != i {
+		s.at[j], s.n[j] = i, 0
+	}
+	s.n[j]++
+}
+
+// count is the events in the buckets that cover the span up to to (at
+// most 3 s), and the time those buckets cover.
+func (s *slider) count(to time.Time, span time.Duration) (int64, time.Duration) {
+	hi := to.UnixNano() / int64(sliderBucket)
+	lo := hi - int64(span/sliderBucket)
+	var n int64
+	for j := range s.at {
+		if s.at[j] >= lo && s.at[j] <= hi {
+			n += s.n[j]
+		}
+	}
+	return n, to.Sub(time.Unix(0, lo*int64(sliderBucket)))
+}
+
 // windowOf is the window holding t.
 func (b *Budget) windowOf(t time.Time) int64 {
 	return floorDiv(t.UnixNano(), int64(b.o.Window))
@@ -339,20 +393,21 @@ func (b *Budget) Wait(ctx context.Context) error {
 		if len(b.tokens) > 0 {
 			t := b.tokens[0]
 			b.tokens = b.tokens[1:]
-			b.waiting--
-			b.histAt(k).sent++
-			b.stats.Granted++
-			b.mu.Unlock()
 			if d := t.Sub(now); d > 0 {
-				return b.o.Sleep(ctx, d)
+				// Wait for the token's place in the window.
+				if err := b.sleepUnlocked(ctx, d); err != nil {
+					return err
+				}
 			}
+			b.waiting--
+			b.granted(b.windowOf(t))
+			b.mu.Unlock()
 			return nil
 		}
 		if b.fallback && (b.claiming || now.Before(b.retryAt)) {
 			d := b.localDelay(now)
 			b.waiting--
-			b.histAt(k).sent++
-			b.stats.Granted++
+			b.granted(k)
 			b.stats.LocalGrants++
 			b.mu.Unlock()
 			return b.o.Sleep(ctx, d)
@@ -477,8 +532,23 @@ func (b *Budget) claim(now time.Time, k int64) {
 		b.stats.Claims++
 		h.own += out.n
 		if b.win == k {
+			// Each token at its place in the window, but not before its
+			// place counted from now, one step after this instance's last
+			// token: a late lease is paced, not burst.
+			end := b.start(k + 1)
+			step := float64(b.o.Window) / float64(out.cap)
+			base := b.o.Now()
+			if next := b.heldUntil.Add(time.Duration(step)); next.After(base) {
+				base = next
+			}
 			for j := out.from; j < out.from+out.n; j++ {
-				t := b.start(k).Add(time.Duration(float64(b.o.Window) * float64(j) / float64(out.cap)))
+				t := b.start(k).Add(time.Duration(step * float64(j)))
+				if paced := base.Add(time.Duration(step * float64(j-out.from))); paced.After(t) {
+					t = paced
+				}
+				if !t.Before(end) {
+					break // the store call took too long: these are lost
+				}
 				b.tokens = append(b.tokens, t)
 				b.heldUntil = t
 			}
@@ -537,13 +607,12 @@ func (b *Budget) Throttled(retryAfter time.Duration) {
 	b.mu.Lock()
 	now := b.o.Now()
 	b.stats.Throttled++
-	b.histAt(b.windowOf(now)).throttle++
 	interval := max(b.o.Window, retryAfter)
 	if !b.cutAt.IsZero() && now.Sub(b.cutAt) < interval {
 		b.mu.Unlock()
 		return
 	}
-	newRate := b.cutRate(now)
+	newRate, knee := b.cutRate(now)
 	pause := retryAfter - time.Second
 	b.cutAt = now
 	b.rate = newRate
@@ -559,7 +628,7 @@ func (b *Budget) Throttled(retryAfter time.Duration) {
 	row, etag := b.rateRow, b.rateETag
 	b.mu.Unlock()
 
-	f, tag, wrote, ops, err := b.writeCut(row, etag, now, interval, newRate, pause)
+	f, tag, wrote, ops, err := b.writeCut(row, etag, now, interval, newRate, knee, pause)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.stats.TableOps += int64(ops)
@@ -575,33 +644,31 @@ func (b *Budget) Throttled(retryAfter time.Duration) {
 	}
 }
 
-// cutRate is the rate after a 429 at now. Called with b.mu held.
-func (b *Budget) cutRate(now time.Time) float64 {
-	k := b.windowOf(now)
-	m := int64(max(1, int(math.Ceil(float64(time.Second)/float64(b.o.Window)))))
-	var sent, thr, own, obs int64
-	for j := k - m; j <= k; j++ {
-		h := b.hist[uint64(j)%histLen]
-		if h.win != j {
-			continue
+// cutRate is the rate after a 429 at now: just below what the registry
+// admitted over the last second (or window, if longer): this instance's
+// admitted requests, scaled up by its share of the leases in that time (the
+// others were admitted in the same proportion), and that admitted rate, 0
+// if unknown. Called with b.mu held.
+func (b *Budget) cutRate(now time.Time) (next, admitted float64) {
+	span := min(max(time.Second, b.o.Window), 3*time.Second)
+	next = b.rate * 0.5
+	if adm, covered := b.admitted.count(now, span); adm > 0 {
+		est := float64(adm) / covered.Minutes()
+		var own, obs int64
+		for j := b.windowOf(now.Add(-span)); j <= b.windowOf(now); j++ {
+			if h := b.hist[uint64(j)%histLen]; h.win == j {
+				own += h.own
+				obs += max(h.observed, h.own)
+			}
 		}
-		sent += h.sent
-		thr += h.throttle
-		own += h.own
-		obs += max(h.observed, h.own)
-	}
-	next := b.rate * 0.5
-	if sent > 0 {
-		span := now.Sub(b.start(k - m)).Minutes()
-		admitted := float64(max(sent-thr, 0)) / span
 		if own > 0 && obs > own {
-			admitted *= float64(obs) / float64(own) // the others' part of the registry's rate
+			est *= float64(obs) / float64(own)
 		}
-		next = admitted * belowAdmitted
+		next, admitted = est*belowAdmitted, est
 	}
 	next = min(next, b.rate*minCutFactor)
 	next = max(next, b.rate/maxCutDivisor, b.floor)
-	return next
+	return next, admitted
 }
 
 // ctxOp is the context of one store call.

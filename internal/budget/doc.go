@@ -49,24 +49,27 @@
 //     their places in the window).
 //
 //  5. A 429 from the registry (Throttled) lowers the shared rate for every
-//     instance. The instance estimates the rate the registry actually
-//     admitted over the last second: what it sent minus what was refused,
-//     scaled by its share of the window rows' claims (the others sent in
-//     the same proportion), and writes 95 % of that — just below what was
-//     admitted — into the shared "rate" row (If-Match again), with Gen
-//     bumped. One cut in a step is at most ÷8 and at least −5 %, never below
-//     1 % of the budget, and there is at most one cut per window or per
-//     Retry-After, whichever is longer, across all instances (the row
-//     records when it was last cut). A Retry-After longer than one second
-//     also pauses every instance for the rest of it (the registry's window
-//     is evidently long); one second — the shortest whole-second answer —
-//     is left to the cut.
+//     instance. The instance counts what the registry admitted over the
+//     last second (Admitted: every answer but 429), scales it by its share
+//     of the window rows' leases (the others were admitted in the same
+//     proportion), and writes 97 % of that — just below what was admitted —
+//     into the shared "rate" row (If-Match again) with Gen bumped and the
+//     admitted rate as the knee. One cut is at most ÷8 and at least −5 %,
+//     never below 1 % of the budget, and there is at most one cut per
+//     window or per Retry-After, whichever is longer, across all instances
+//     (the row records when it was last cut). Tokens leased at the old rate
+//     and not handed out yet are dropped. A Retry-After longer than one
+//     second also pauses every instance for the rest of it (the registry's
+//     window is evidently long); one second — the shortest whole-second
+//     answer — is left to the cut.
 //
 //  6. Instances re-read the rate row every two windows, and at once when a
 //     window row carries a newer Gen, and apply the lower capacity to the
 //     window rows they write. After ProbeEvery without a cut the rate probes
-//     back up: × (1 + 2 %·q) after the q-th quiet step, up to the budget —
-//     gently just after a cut, faster the longer it stays quiet.
+//     back up, × (1 + 2 %·q) after the q-th quiet step, up to the budget:
+//     within 30 s of a cut, fast only up to 99 % of the knee and then by
+//     0.5 % steps, so that it stays close to what the registry admits and
+//     429s stay rare; after that, fast again.
 //
 //  7. Every table call has a short deadline (Options.OpTimeout) and no SDK
 //     retries. If the store fails or times out, the instance falls back to a
@@ -79,5 +82,5 @@
 // alone (`handler purge`). NewShared runs it on the checkpoint table.
 //
 // The acr package's Limiter consumes a Budget for its delete class through
-// the small Gate interface (Wait, Throttled).
+// the small Gate interface (Wait, Throttled, Admitted).
 package budget

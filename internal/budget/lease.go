@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"time"
 )
@@ -111,6 +112,13 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 		}
 		members |= me
 		n := b.allowed(in, capRow, before, members)
+		if n <= 0 {
+			if found {
+				out.slot = &cachedRow{f: cur, etag: etag}
+			}
+			out.exhausted = true // for this instance: no time left to pace more
+			return out
+		}
 		f := fields{"Window": in.k, "Claimed": before + n, "Cap": capRow, "Gen": rowGen, "Members": members}
 		var tag string
 		var err error
@@ -144,10 +152,17 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 // slice — the window's capacity shared among the instances seen leasing in
 // this window and the two before (at least Slices ways) — and no more than
 // is left.
+//
+// Nor more than fit before the window ends at the window's pace: a lease
+// made late in the window (an instance starting, or leasing after others)
+// is paced from now, not fired at once to catch up.
 func (b *Budget) allowed(in claimInput, c, claimed int64, members int64) int64 {
 	ways := max(int64(b.o.Slices), int64(bits.OnesCount64(uint64(members|in.prev))))
 	slice := max(1, (c+ways-1)/ways)
-	return max(1, min(in.want, slice, c-claimed))
+	// The first at now, then one every W/c, all before the window ends.
+	left := b.start(in.k + 1).Sub(in.now)
+	fit := int64(math.Ceil(float64(c) * float64(left) / float64(b.o.Window)))
+	return min(max(1, min(in.want, slice)), c-claimed, fit)
 }
 
 // refreshRate reads the shared rate row (creating it at the budget), and
@@ -173,8 +188,15 @@ func (b *Budget) refreshRate(out *claimOutput, now time.Time, probe bool) (field
 		return f, tag, nil
 	}
 	q := f["Quiet"] + 1
+	next := r * (1 + probeStep*float64(q))
+	// Near the rate the registry admitted at the last cut (the knee), the
+	// probe slows down: fast up to just below it, then by small steps, so
+	// that the rate stays close to what is admitted, and 429s are rare.
+	if knee := float64(f["Knee"]) / 1000; knee > 0 && now.Sub(time.UnixMilli(f["CutAt"])) < kneeMemory {
+		next = max(min(next, kneeBelow*knee), r*(1+kneeStep))
+	}
 	g := f.clone()
-	g["Rate"] = int64(min(b.budget, r*(1+probeStep*float64(q))) * 1000)
+	g["Rate"] = int64(min(b.budget, next) * 1000)
 	g["Ceiling"], g["Quiet"], g["ChangedAt"], g["Gen"] = b.budget64(), q, now.UnixMilli(), f["Gen"]+1
 	tag2, err := b.update(out, rateKey, g, tag)
 	switch {
@@ -189,7 +211,7 @@ func (b *Budget) refreshRate(out *claimOutput, now time.Time, probe bool) (field
 
 // writeCut writes a cut to the rate row, unless another instance cut within
 // interval (then its row is returned, wrote false).
-func (b *Budget) writeCut(row fields, etag string, now time.Time, interval time.Duration, rate float64, pause time.Duration) (f fields, tag string, wrote bool, ops int, err error) {
+func (b *Budget) writeCut(row fields, etag string, now time.Time, interval time.Duration, rate, knee float64, pause time.Duration) (f fields, tag string, wrote bool, ops int, err error) {
 	var out claimOutput
 	defer func() { ops = out.ops }()
 	for range 4 {
@@ -204,6 +226,7 @@ func (b *Budget) writeCut(row fields, etag string, now time.Time, interval time.
 		g := row.clone()
 		g["Rate"] = min(row["Rate"], int64(rate*1000))
 		g["Ceiling"], g["CutAt"], g["ChangedAt"], g["Quiet"], g["Gen"] = b.budget64(), now.UnixMilli(), now.UnixMilli(), 0, row["Gen"]+1
+		g["Knee"] = int64(knee * 1000)
 		if pause > 0 {
 			g["PausedUntil"] = max(row["PausedUntil"], now.Add(pause).UnixMilli())
 		}

@@ -12,16 +12,15 @@ import (
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/purge"
-	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
 // workerShape is how the deployed app spreads a purge: batches of
 // batchSize repositories (one message, one token, one executor each),
 // inFlight batches at a time (concurrent Worker invocations), concurrency
-// deletes in flight per batch (PURGE_CONCURRENCY) and
-// worker.RepoParallelism repositories at a time within a batch.
+// deletes in flight per batch (PURGE_CONCURRENCY) and repoParallelism
+// repositories at a time within a batch (PURGE_REPOSITORY_PARALLELISM).
 type workerShape struct {
-	batchSize, inFlight, concurrency int
+	batchSize, inFlight, concurrency, repoParallelism int
 }
 
 // workerTotals is what purgeLikeWorkers did.
@@ -45,7 +44,7 @@ func purgeLikeWorkers(ctx context.Context, e *env, shape workerShape, repos []st
 		g.Go(func() error {
 			ex := purge.New(e.scoped(batch...), purge.Options{Concurrency: shape.concurrency, Now: e.reg.Now})
 			var rg errgroup.Group
-			rg.SetLimit(worker.RepoParallelism)
+			rg.SetLimit(max(shape.repoParallelism, 1))
 			for _, repo := range batch {
 				rg.Go(func() error {
 					if !deadline.IsZero() && !e.reg.Now().Before(deadline) {
