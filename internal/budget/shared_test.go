@@ -75,7 +75,7 @@ func TestSharedBudgetHoldsAcrossInstances(t *testing.T) {
 func TestDeadInstanceSliceExpiresWithItsWindow(t *testing.T) {
 	tbl := sharedTable(t)
 	c := newFakeClock()
-	c.t = c.t.Truncate(time.Second) // at a window's start: all of it still fits
+	c.t = c.t.Truncate(time.Second)                                  // at a window's start: all of it still fits
 	o := c.options(Options{PerMinute: 600, Scope: scope, Slices: 1}) // 10 per 1 s window, one slice
 	dead, err := NewShared(tbl, o)
 	require.NoError(t, err)
