@@ -2,7 +2,7 @@ GO       ?= go
 BIN      := bin/handler
 PKGS     := ./...
 
-.PHONY: build test lint vet bench
+.PHONY: build test lint vet staticcheck bench
 
 build:
 	$(GO) build -o $(BIN) ./handler
@@ -10,7 +10,28 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 
-lint: vet
+# staticcheck at a pinned release (0.8.2 = staticcheck 2026.2.2), installed
+# from the Go module proxy into .cache/bin, not a go.mod dependency. The
+# binary's name carries the release and the Go version that built it, so a
+# new pin or a new Go toolchain installs afresh and an existing one is reused.
+STATICCHECK_VERSION := v0.8.2
+GOVERSION := $(shell $(GO) env GOVERSION)
+STATICCHECK := $(CURDIR)/.cache/bin/staticcheck-$(STATICCHECK_VERSION)-$(GOVERSION)/staticcheck
+
+$(STATICCHECK):
+	GOBIN=$(@D) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Its default checks, plus ST1000 so that every package comment names its
+# package (package renames leave stale ones). Given here rather than in a
+# staticcheck.conf: the repository's top level is fixed.
+STATICCHECK_CHECKS := inherit,ST1000
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) -checks $(STATICCHECK_CHECKS) $(PKGS)
+
+# go vet, the gofmt check and staticcheck; a finding that must stay is
+# silenced in the code with //lint:ignore CHECK reason, never here.
+lint: vet staticcheck
 	@out=$$(gofmt -l handler internal); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Unit, integration (ACR emulator, Azurite) and end-to-end tests.
@@ -41,6 +62,14 @@ clean-dist:
 .PHONY: run
 run:
 	$(GO) run ./handler local $(ARGS)
+
+# The README's screenshots of the Runs function's HTML pages: the local stack
+# runs a demo (a push, a dry run, the nightly purge of 24 repositories) and
+# headless Chromium (apt-get install -y chromium) captures the list of runs
+# and the nightly run's page into internal/runs/screenshots/.
+.PHONY: screenshots
+screenshots:
+	$(GO) run ./internal/testbed/browser/cmd/screenshots -out internal/runs/screenshots
 
 # Go fuzz targets, each for a fixed number of executions (one target per
 # command, as go test -fuzz requires). Part of `make test`; raise FUZZTIME to

@@ -1,7 +1,7 @@
 // Command handler is acrpurge's one binary: the Azure Functions custom
-// handler (serve, the default), a one-shot purge CLI (purge) and the whole
-// system on one machine (local). It only parses the subcommand and hands
-// over to internal/; see README.md.
+// handler (serve, the default), a one-shot purge CLI (purge), the whole
+// system on one machine (local) and the policy tools (policy convert|check).
+// It only parses the subcommand and hands over to internal/; see README.md.
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/acrpurge/acrpurge/internal/app"
+	"github.com/acrpurge/acrpurge/internal/migrate"
 	"github.com/acrpurge/acrpurge/internal/purgecli"
 	"github.com/acrpurge/acrpurge/internal/testbed/localstack"
 )
@@ -26,6 +27,9 @@ Usage:
                              "handler purge -h" lists the flags
   handler local [flags]      the whole system on this machine, no Azure needed (make run);
                              "handler local -h" lists the flags
+  handler policy convert     turn acr purge commands or an ACR Task file into a policy
+  handler policy check       validate a policy and describe it in words;
+                             "handler policy -h" tells more
   handler help               show this text
 `
 
@@ -58,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return purgecli.Run(ctx, args, stdout, stderr, os.Getenv)
 	case "local":
 		return localstack.Run(ctx, args, stdout, stderr, os.Getenv)
+	case "policy":
+		return migrate.Run(ctx, args, os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

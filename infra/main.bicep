@@ -322,7 +322,9 @@ resource appQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Receiver on the queue: the Worker's serviceBusTrigger (ServiceBusConnection).
+// Receiver on the queue: the Worker's serviceBusTrigger (ServiceBusConnection),
+// and the DeadLetters function's trigger on its dead-letter sub-queue
+// ($DeadLetterQueue is part of the queue entity, so the same scope covers it).
 resource appQueueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, identity.id, roles.serviceBusDataReceiver)
   scope: queue

@@ -56,7 +56,7 @@ type Broker struct {
 	ep     Endpoint
 	cred   azcore.TokenCredential
 	tenant string
-	send   *sender
+	hc     *http.Client // retry → log → body → base: no auth layer, no limiter
 	now    func() time.Time
 	margin time.Duration
 	log    *slog.Logger
@@ -118,7 +118,7 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
-	b.send = &sender{hc: hc, retry: o.Retry.withDefaults(), log: b.log}
+	b.hc = httpClient(newStack(stackOptions{base: hc, retry: o.Retry, log: b.log}))
 	return b, nil
 }
 
@@ -420,16 +420,15 @@ func (b *Broker) aadToken(ctx context.Context) (Secret, bool, error) {
 func (b *Broker) post(ctx context.Context, op, path string, form url.Values) (*response, error) {
 	u := *b.ep.Base
 	u.Path = path
-	return b.send.do(ctx, &request{
+	return send(ctx, b.hc, &request{
 		op:       op,
 		method:   http.MethodPost,
 		url:      &u,
-		class:    ClassWrite,
 		accept:   "application/json",
 		body:     []byte(form.Encode()),
 		bodyType: "application/x-www-form-urlencoded",
 		maxBody:  tokenMaxBody,
-	})
+	}, &callInfo{})
 }
 
 // renewAt is when a token valid until exp should be renewed: margin before

@@ -26,20 +26,23 @@ var manifestAccept = strings.Join([]string{
 type ClientOptions struct {
 	Endpoint   Endpoint
 	Tokens     TokenSource  // may be nil and set later via WithTokens
-	HTTPClient *http.Client // default NewHTTPClient()
+	HTTPClient *http.Client // its Transport is the stack's base; default NewHTTPClient()
 	Retry      RetryPolicy  // zero fields take defaults
 	Limiter    *Limiter     // nil: unlimited
 	PageSize   int          // n per page; default 100
 	Logger     *slog.Logger // nil: discard
 }
 
-// Client calls the ACR data plane. Retries (429, 5xx, network errors) and
-// the one re-mint after a 401 happen inside every call; non-success answers
-// come back as *Error. It is safe for concurrent use.
+// Client calls the ACR data plane. It only builds requests and decodes
+// answers: retries (429, 5xx, network errors), the limiter and the one
+// re-mint after a 401 are layers of its HTTP transport (see the package
+// doc). Non-success answers come back as *Error. It is safe for concurrent
+// use.
 type Client struct {
 	ep       Endpoint
 	tokens   TokenSource
-	send     *sender
+	stack    http.RoundTripper // retry → limiter → log → body → base; shared by WithTokens copies
+	hc       *http.Client      // auth(tokens) → stack
 	pageSize int
 	log      *slog.Logger
 }
@@ -63,8 +66,14 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
-	c.send = &sender{hc: hc, retry: o.Retry.withDefaults(), lim: o.Limiter, log: c.log}
+	c.stack = newStack(stackOptions{base: hc, retry: o.Retry, limiter: o.Limiter, log: c.log, guarded: true})
+	c.hc = c.authClient(o.Tokens)
 	return c, nil
+}
+
+// authClient puts an auth layer for ts on top of the shared stack.
+func (c *Client) authClient(ts TokenSource) *http.Client {
+	return httpClient(&authTransport{next: c.stack, tokens: ts, origin: c.ep.Base, log: c.log})
 }
 
 // WithTokens returns a copy of c that uses ts; the copy shares the HTTP
@@ -72,6 +81,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 func (c *Client) WithTokens(ts TokenSource) *Client {
 	cp := *c
 	cp.tokens = ts
+	cp.hc = c.authClient(ts)
 	return &cp
 }
 
@@ -155,7 +165,7 @@ func (c *Client) GetTag(ctx context.Context, repo, tag string) (*Tag, error) {
 	var out struct {
 		Tag *Tag `json:"tag"`
 	}
-	if err := c.getJSON(ctx, &request{op: op, repo: repo, ref: tag, method: http.MethodGet, url: u, class: ClassRead},
+	if err := c.getJSON(ctx, &request{op: op, repo: repo, ref: tag, method: http.MethodGet, url: u},
 		RepositoryScope(repo, ActionMetadataRead), &out); err != nil {
 		return nil, err
 	}
@@ -177,7 +187,7 @@ func (c *Client) GetManifest(ctx context.Context, repo, digest string) (*Manifes
 	var out struct {
 		Manifest *Manifest `json:"manifest"`
 	}
-	if err := c.getJSON(ctx, &request{op: op, repo: repo, ref: digest, method: http.MethodGet, url: u, class: ClassRead},
+	if err := c.getJSON(ctx, &request{op: op, repo: repo, ref: digest, method: http.MethodGet, url: u},
 		RepositoryScope(repo, ActionMetadataRead), &out); err != nil {
 		return nil, err
 	}
@@ -208,7 +218,7 @@ func (c *Client) ManifestBody(ctx context.Context, repo, digest string) (*Manife
 	if err != nil {
 		return nil, err
 	}
-	rq := &request{op: op, repo: repo, ref: digest, method: http.MethodGet, url: u, class: ClassRead,
+	rq := &request{op: op, repo: repo, ref: digest, method: http.MethodGet, url: u,
 		accept: manifestAccept, maxBody: manifestMaxBody}
 	resp, err := c.call(ctx, rq, RepositoryScope(repo, ActionPull))
 	if err != nil {
@@ -259,7 +269,7 @@ func (c *Client) DeleteTag(ctx context.Context, repo, tag string) error {
 	if err != nil {
 		return err
 	}
-	return c.delete(ctx, &request{op: "delete tag", repo: repo, ref: tag, method: http.MethodDelete, url: u, class: ClassDelete})
+	return c.delete(ctx, &request{op: "delete tag", repo: repo, ref: tag, method: http.MethodDelete, url: u})
 }
 
 // DeleteManifest deletes a manifest by digest (202), which also deletes its
@@ -270,7 +280,7 @@ func (c *Client) DeleteManifest(ctx context.Context, repo, digest string) error 
 	if err != nil {
 		return err
 	}
-	return c.delete(ctx, &request{op: "delete manifest", repo: repo, ref: digest, method: http.MethodDelete, url: u, class: ClassDelete})
+	return c.delete(ctx, &request{op: "delete manifest", repo: repo, ref: digest, method: http.MethodDelete, url: u})
 }
 
 func (c *Client) delete(ctx context.Context, rq *request) error {
@@ -283,6 +293,9 @@ func (c *Client) delete(ctx context.Context, rq *request) error {
 	case resp.status == http.StatusNotFound:
 		c.log.LogAttrs(ctx, slog.LevelDebug, "acr delete: already gone",
 			slog.String("op", rq.op), slog.String("repository", rq.repo), slog.String("ref", rq.ref))
+		if notice, ok := ctx.Value(goneKey{}).(func(bool)); ok && notice != nil {
+			notice(resp.attempts > 1)
+		}
 		return nil
 	}
 	return c.fail(rq, resp)
@@ -313,7 +326,7 @@ func (c *Client) patch(ctx context.Context, rq *request, a Attributes) error {
 	if err != nil {
 		return opError(rq.op, rq.repo, rq.ref, err)
 	}
-	rq.method, rq.class, rq.body, rq.bodyType = http.MethodPatch, ClassWrite, body, "application/json"
+	rq.method, rq.body, rq.bodyType = http.MethodPatch, body, "application/json"
 	resp, err := c.call(ctx, rq, RepositoryScope(rq.repo, ActionMetadataWrite))
 	if err != nil {
 		return err
@@ -324,58 +337,27 @@ func (c *Client) patch(ctx context.Context, rq *request, a Attributes) error {
 	return nil
 }
 
-// call sends rq with a token that must grant need. A 401 invalidates that
-// token and retries once with a fresh one; a second 401, or a fresh token
-// whose access claim lacks need, is ErrNotPermitted. A token whose claim
-// already lacks need is refused before any request is made (a call would
-// only earn a 401 and a pointless re-mint for the whole scope set).
+// call sends rq through the transport stack, whose auth layer adds a
+// token that must grant need (see authTransport). A 401 that comes back
+// up has survived the one re-mint, and a 403 is a refusal for this
+// identity (an ABAC condition, a network rule) that a fresh token would
+// not change: both are ErrNotPermitted, wrapped in the *Error.
 func (c *Client) call(ctx context.Context, rq *request, need Scope) (*response, error) {
 	if c.tokens == nil {
 		return nil, opError(rq.op, rq.repo, rq.ref, errors.New("client has no token source"))
 	}
-	var denied *Error
-	for {
-		tok, err := c.tokens.Token(ctx)
-		if err != nil {
-			return nil, opError(rq.op, rq.repo, rq.ref, fmt.Errorf("get token: %w", err))
-		}
-		if tok == nil || tok.Value == "" {
-			return nil, opError(rq.op, rq.repo, rq.ref, errors.New("token source returned no token"))
-		}
-		if tok.Granted != nil && !tok.AllowsScope(need) {
-			if denied != nil {
-				denied.Err = ErrNotPermitted
-				return nil, denied
-			}
-			return nil, opError(rq.op, rq.repo, rq.ref,
-				fmt.Errorf("token does not grant %s: %w", strconv.Quote(need.String()), ErrNotPermitted))
-		}
-		rq.bearer = tok.Value
-		resp, err := c.send.do(ctx, rq)
-		if err != nil {
-			return nil, err
-		}
-		if resp.status == http.StatusForbidden {
-			// Refused for this identity (an ABAC condition, a network
-			// rule): a fresh token would not change it.
-			e := c.fail(rq, resp)
-			e.Err = ErrNotPermitted
-			return nil, e
-		}
-		if resp.status != http.StatusUnauthorized {
-			return resp, nil
-		}
-		e := c.fail(rq, resp)
-		if denied != nil {
-			e.Err = ErrNotPermitted
-			return nil, e
-		}
-		denied = e
-		c.log.LogAttrs(ctx, slog.LevelDebug, "acr 401: re-minting once",
-			slog.String("op", rq.op), slog.String("repository", rq.repo),
-			slog.String("auth_error", e.AuthError))
-		c.tokens.Invalidate(tok)
+	ci := &callInfo{need: need}
+	resp, err := send(ctx, c.hc, rq, ci)
+	if err != nil {
+		return nil, err
 	}
+	if resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden {
+		e := newError(rq.op, rq.repo, rq.ref, resp, ci.sent...)
+		e.Err = ErrNotPermitted
+		return nil, e
+	}
+	rq.sent = ci.sent
+	return resp, nil
 }
 
 // pages fetches first and follows rel="next" links, calling handle once
@@ -385,7 +367,7 @@ func (c *Client) pages(ctx context.Context, op, repo string, first *url.URL, nee
 	seen := map[string]bool{first.String(): true}
 	u := first
 	for {
-		rq := &request{op: op, repo: repo, method: http.MethodGet, url: u, class: ClassRead, accept: accept}
+		rq := &request{op: op, repo: repo, method: http.MethodGet, url: u, accept: accept}
 		resp, err := c.call(ctx, rq, need)
 		if err != nil {
 			return err
@@ -413,9 +395,78 @@ func (c *Client) pages(ctx context.Context, op, repo string, first *url.URL, nee
 	}
 }
 
-// fail turns a non-success response into an *Error.
+// TagsPage reads one page of a repository's tags in the order Tags lists
+// them (most recently updated first): at most n tags (n <= 0: the client's
+// page size) listed after the tag named last, from the start when last is
+// empty. more reports whether the registry has a next page. As with Tags,
+// ACR answers an empty page when last no longer exists (or was re-pushed
+// and moved). It is one request, for re-reading a few tags at once.
+func (c *Client) TagsPage(ctx context.Context, repo, last string, n int) (tags []Tag, more bool, err error) {
+	const op = "list tags"
+	p, err := escapeRepository(repo)
+	if err != nil {
+		return nil, false, opError(op, repo, "", err)
+	}
+	q := url.Values{"n": {strconv.Itoa(c.n(n))}, "orderby": {"timedesc"}}
+	if last != "" {
+		q.Set("last", last)
+	}
+	var page TagList
+	more, err = c.onePage(ctx, op, repo, c.url("/acr/v1/"+p+"/_tags", q), RepositoryScope(repo, ActionMetadataRead), &page)
+	return page.Tags, more, err
+}
+
+// ManifestsPage reads one page of a repository's manifests in the order
+// Manifests lists them (by digest): at most n manifests (n <= 0: the
+// client's page size) whose digests sort after last, from the start when
+// last is empty. last need not exist. more reports whether the registry
+// has a next page. It is one request, for re-reading a few manifests at
+// once.
+func (c *Client) ManifestsPage(ctx context.Context, repo, last string, n int) (manifests []Manifest, more bool, err error) {
+	const op = "list manifests"
+	p, err := escapeRepository(repo)
+	if err != nil {
+		return nil, false, opError(op, repo, "", err)
+	}
+	q := url.Values{"n": {strconv.Itoa(c.n(n))}}
+	if last != "" {
+		q.Set("last", last)
+	}
+	var page ManifestList
+	more, err = c.onePage(ctx, op, repo, c.url("/acr/v1/"+p+"/_manifests", q), RepositoryScope(repo, ActionMetadataRead), &page)
+	return page.Manifests, more, err
+}
+
+// n is the page size to ask for: n, or the client's when n <= 0.
+func (c *Client) n(n int) int {
+	if n <= 0 {
+		return c.pageSize
+	}
+	return n
+}
+
+// onePage fetches one listing page into v and reports whether the answer
+// links a next page.
+func (c *Client) onePage(ctx context.Context, op, repo string, u *url.URL, need Scope, v any) (bool, error) {
+	rq := &request{op: op, repo: repo, method: http.MethodGet, url: u}
+	resp, err := c.call(ctx, rq, need)
+	if err != nil {
+		return false, err
+	}
+	if !success(resp.status) {
+		return false, c.fail(rq, resp)
+	}
+	if err := decodePage(resp.body, v); err != nil {
+		return false, opError(op, repo, "", err)
+	}
+	_, more := nextLink(resp.header)
+	return more, nil
+}
+
+// fail turns a non-success response into an *Error, scrubbing the tokens
+// that were sent from any text taken from it.
 func (c *Client) fail(rq *request, resp *response) *Error {
-	return newError(rq.op, rq.repo, rq.ref, resp, rq.bearer)
+	return newError(rq.op, rq.repo, rq.ref, resp, rq.sent...)
 }
 
 // url builds an endpoint URL from an already escaped path.
@@ -442,8 +493,8 @@ func (c *Client) refURL(op, prefix, repo, middle, ref string, isDigest bool) (*u
 	kind := "tag"
 	if isDigest {
 		kind = "digest"
-		if !validDigest(ref) {
-			return nil, opError(op, repo, ref, fmt.Errorf("digest %s: %w", strconv.Quote(ref), ErrInvalidReference))
+		if err := ValidateDigest(ref); err != nil {
+			return nil, opError(op, repo, ref, fmt.Errorf("digest %s: %v: %w", strconv.Quote(ref), err, ErrInvalidReference))
 		}
 	}
 	r, err := escapeRef(kind, ref)

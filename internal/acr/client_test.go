@@ -290,11 +290,11 @@ func TestTypedErrors(t *testing.T) {
 			check:    func(err error) bool { return statusOf(err) == 500 },
 			wantCode: "INTERNAL", attempts: fastRetry.MaxAttempts},
 		{name: "501 not retried", status: 501, code: "UNSUPPORTED",
-			call:     func(c *Client, ctx context.Context) error { _, err := c.Referrers(ctx, "r", "sha256:abc"); return err },
+			call:     func(c *Client, ctx context.Context) error { _, err := c.Referrers(ctx, "r", testDigest); return err },
 			check:    func(err error) bool { return statusOf(err) == 501 },
 			wantCode: "UNSUPPORTED", attempts: 1},
 		{name: "429 past throttle budget", status: 429, code: "TOOMANYREQUESTS", header: map[string]string{"Retry-After": "60"},
-			call:     func(c *Client, ctx context.Context) error { return c.DeleteManifest(ctx, "r", "sha256:abc") },
+			call:     func(c *Client, ctx context.Context) error { return c.DeleteManifest(ctx, "r", testDigest) },
 			check:    func(err error) bool { return IsThrottled(err) && errRetryAfter(err) == time.Minute },
 			wantCode: "TOOMANYREQUESTS", attempts: 1},
 	}
@@ -355,7 +355,7 @@ func TestDeleteNotFoundIsSuccess(t *testing.T) {
 	if err := c.DeleteTag(t.Context(), "r", "t"); err != nil {
 		t.Fatalf("DeleteTag on 404: %v", err)
 	}
-	if err := c.DeleteManifest(t.Context(), "r", "sha256:abc"); err != nil {
+	if err := c.DeleteManifest(t.Context(), "r", testDigest); err != nil {
 		t.Fatalf("DeleteManifest on 404: %v", err)
 	}
 	if n.Load() != 2 {
@@ -711,7 +711,7 @@ func TestClientWithoutTokens(t *testing.T) {
 	if err := c2.DeleteTag(t.Context(), "r", "t"); err != nil { // 404 = already gone
 		t.Fatal(err)
 	}
-	if c.tokens != nil || c2.send != c.send {
+	if c.tokens != nil || c2.stack != c.stack {
 		t.Fatal("WithTokens must copy, sharing the transport")
 	}
 }

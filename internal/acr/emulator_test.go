@@ -928,3 +928,116 @@ func (staticTokens) Token(context.Context) (*acr.Token, error) {
 	return &acr.Token{Value: "t", Expires: time.Now().Add(time.Hour)}, nil
 }
 func (staticTokens) Invalidate(*acr.Token) {}
+
+func TestEmulatorOnePage(t *testing.T) {
+	e := newEnv(t, acremu.Options{})
+	cred := e.fullAccess("purger")
+	putTags(e.reg, "team/app", 25)
+	b := e.broker(t, cred, nil)
+	c := e.client(t, b.Source(purgeScopes("team/app", "no/such")...), nil)
+	ctx := t.Context()
+
+	// Tags: newest first, n at a time, continuing after last.
+	first, more, err := c.TagsPage(ctx, "team/app", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 10 || !more || first[0].Name != "v024" || first[9].Name != "v015" {
+		t.Fatalf("first page: %d tags from %s, more=%v", len(first), first[0].Name, more)
+	}
+	next, more, err := c.TagsPage(ctx, "team/app", "v015", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != 10 || !more || next[0].Name != "v014" {
+		t.Fatalf("page after v015: %d tags, more=%v", len(next), more)
+	}
+	tail, more, err := c.TagsPage(ctx, "team/app", "v005", 0) // n 0: the client's page size (100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tail) != 5 || more || tail[4].Name != "v000" {
+		t.Fatalf("last page: %d tags, more=%v", len(tail), more)
+	}
+	gone, more, err := c.TagsPage(ctx, "team/app", "no-such-tag", 10)
+	if err != nil || len(gone) != 0 || more {
+		t.Fatalf("after an unknown tag: %d tags, more=%v, err=%v", len(gone), more, err)
+	}
+
+	// Manifests: by digest, after last even when last does not exist.
+	all := e.reg.Manifests("team/app")
+	digests := make([]string, len(all))
+	for i, m := range all {
+		digests[i] = m.Digest
+	}
+	slices.Sort(digests)
+	mans, more, err := c.ManifestsPage(ctx, "team/app", "", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mans) != 4 || !more || mans[0].Digest != digests[0] {
+		t.Fatalf("first manifests: %d, more=%v", len(mans), more)
+	}
+	// A string just below digests[7]: the page starts at digests[7].
+	below := digests[7][:len(digests[7])-1]
+	mans, more, err = c.ManifestsPage(ctx, "team/app", below, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mans) != 3 || !more || mans[0].Digest != digests[7] || mans[2].Digest != digests[9] {
+		t.Fatalf("manifests after %s: %d, more=%v", below, len(mans), more)
+	}
+	if _, _, err := c.TagsPage(ctx, "no/such", "", 10); !acr.IsNotFound(err) {
+		t.Fatalf("unknown repository: err = %v, want IsNotFound", err)
+	}
+	if st := e.reg.Stats(); st.Requests["tags"] != 5 || st.Requests["manifests"] != 2 {
+		t.Fatalf("one request per page, got %v", st.Requests)
+	}
+}
+
+// A send guard is checked before every attempt of a data-plane request,
+// after the waits, and never for token requests; its error stops the call
+// without sending.
+func TestSendGuard(t *testing.T) {
+	e := newEnv(t, acremu.Options{})
+	cred := e.fullAccess("purger")
+	putTags(e.reg, "a", 3)
+	b := e.broker(t, cred, nil)
+	c := e.client(t, b.Source(purgeScopes("a")...), nil)
+	stale := errors.New("stale")
+
+	// Refused: nothing is sent, the guard's error comes back.
+	var calls atomic.Int32
+	refuse := acr.WithSendGuard(t.Context(), func() error { calls.Add(1); return stale })
+	err := c.DeleteTag(refuse, "a", "v000")
+	if !errors.Is(err, stale) || calls.Load() != 1 {
+		t.Fatalf("err = %v after %d guard calls, want the guard's error after 1", err, calls.Load())
+	}
+	if !e.reg.HasTag("a", "v000") || e.reg.Stats().Requests["delete_tag"] != 0 {
+		t.Fatal("a refused delete was sent")
+	}
+	if e.reg.Stats().AccessTokens != 1 {
+		t.Fatal("the token is minted before the guard is asked")
+	}
+
+	// Admitted: one check per attempt, including the retry after a 503.
+	e.reg.SetFaults(acremu.Faults{ErrorRate: 1})
+	calls.Store(0)
+	admit := acr.WithSendGuard(t.Context(), func() error {
+		if calls.Add(1) == 2 {
+			e.reg.SetFaults(acremu.Faults{}) // only the first attempt fails
+		}
+		return nil
+	})
+	if err := c.DeleteTag(admit, "a", "v001"); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 2 || e.reg.HasTag("a", "v001") {
+		t.Fatalf("guard called %d times (want 2: the 503 and the retry)", calls.Load())
+	}
+
+	// A nil guard removes it.
+	if err := c.DeleteTag(acr.WithSendGuard(refuse, nil), "a", "v002"); err != nil {
+		t.Fatal(err)
+	}
+}

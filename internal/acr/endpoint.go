@@ -166,37 +166,3 @@ func escapeRef(kind, ref string) (string, error) {
 	}
 	return escapeSegment(ref), nil
 }
-
-// validDigest reports whether d looks like an OCI digest: algorithm ":"
-// encoded, with algorithm [a-z0-9]+([+._-][a-z0-9]+)* and encoded
-// [a-zA-Z0-9=_-]+. DeleteManifest insists on it: a DELETE by tag would
-// delete whatever the tag points at.
-func validDigest(d string) bool {
-	alg, enc, ok := strings.Cut(d, ":")
-	if !ok || alg == "" || enc == "" {
-		return false
-	}
-	prevSep := true
-	for _, r := range alg {
-		switch {
-		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
-			prevSep = false
-		case r == '+' || r == '.' || r == '_' || r == '-':
-			if prevSep {
-				return false
-			}
-			prevSep = true
-		default:
-			return false
-		}
-	}
-	if prevSep {
-		return false
-	}
-	for _, r := range enc {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '=' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}

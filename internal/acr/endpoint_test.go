@@ -105,18 +105,3 @@ func TestEscapeRepository(t *testing.T) {
 		}
 	}
 }
-
-func TestValidDigest(t *testing.T) {
-	good := []string{"sha256:" + strings.Repeat("a", 64), "sha512:abc", "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"}
-	bad := []string{"", "latest", "sha256:", ":abc", "sha256:ab/c", "sha256:a b", "SHA256:abc", "sha256+:abc", "+sha:abc", "sha256:../x"}
-	for _, d := range good {
-		if !validDigest(d) {
-			t.Errorf("validDigest(%q) = false", d)
-		}
-	}
-	for _, d := range bad {
-		if validDigest(d) {
-			t.Errorf("validDigest(%q) = true", d)
-		}
-	}
-}

@@ -142,3 +142,7 @@ func assertNoSecret(t *testing.T, where, text string, secrets ...string) {
 		}
 	}
 }
+
+// testDigest is a well-formed sha256 digest for requests whose target does
+// not matter.
+var testDigest = "sha256:" + strings.Repeat("ab", 32)

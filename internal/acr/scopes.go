@@ -66,3 +66,13 @@ func checkScopePart(what, v, forbidden string) error {
 	}
 	return nil
 }
+
+// PurgeScopes are the scopes of one purge batch's token: PurgeActions on
+// each repository, named one by one (an ABAC registry ignores wildcards).
+func PurgeScopes(repos []string) []Scope {
+	scopes := make([]Scope, len(repos))
+	for i, repo := range repos {
+		scopes[i] = RepositoryScope(repo, PurgeActions...)
+	}
+	return scopes
+}

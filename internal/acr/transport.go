@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,78 +14,12 @@ import (
 	"time"
 )
 
-// RetryPolicy bounds the retries done inside every call. Zero fields take
-// their defaults.
-type RetryPolicy struct {
-	MaxAttempts int           // attempts for 5xx/network errors; default 5
-	BaseDelay   time.Duration // default 200ms, exponential with full jitter
-	MaxDelay    time.Duration // default 10s
-	MaxThrottle time.Duration // total time one call may wait on 429s; default 2m
-}
-
-// Retry defaults.
-const (
-	DefaultMaxAttempts = 5
-	DefaultBaseDelay   = 200 * time.Millisecond
-	DefaultMaxDelay    = 10 * time.Second
-	DefaultMaxThrottle = 2 * time.Minute
-
-	// defaultRetryAfter is the wait for a 429 without a usable Retry-After.
-	defaultRetryAfter = time.Second
-)
-
-func (p RetryPolicy) validate() error {
-	if p.MaxAttempts < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxThrottle < 0 {
-		return errors.New("acr: retry policy values must not be negative")
-	}
-	return nil
-}
-
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = DefaultMaxAttempts
-	}
-	if p.BaseDelay == 0 {
-		p.BaseDelay = DefaultBaseDelay
-	}
-	if p.MaxDelay == 0 {
-		p.MaxDelay = DefaultMaxDelay
-	}
-	if p.MaxThrottle == 0 {
-		p.MaxThrottle = DefaultMaxThrottle
-	}
-	return p
-}
-
-// backoff is the full-jitter delay before retry number n (1-based).
-func (p RetryPolicy) backoff(n int) time.Duration {
-	ceiling := p.MaxDelay
-	if shift := n - 1; shift < 30 {
-		if d := p.BaseDelay << shift; d > 0 && d < ceiling {
-			ceiling = d
-		}
-	}
-	return randDuration(ceiling)
-}
-
-// randDuration returns a uniformly random duration in [0, d].
-func randDuration(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
-}
-
-// throttleJitter spreads the callers that got the same Retry-After.
-func throttleJitter(retryAfter time.Duration) time.Duration {
-	return randDuration(retryAfter/4 + 100*time.Millisecond)
-}
-
 // NewHTTPClient returns the default HTTP client: keep-alives, HTTP/2, and
-// dial/TLS/response-header timeouts. Redirects are not followed (the
-// registry API answers directly; a redirect is reported as an error), so
-// credentials are never sent anywhere else. Share one between Broker and
-// Client to share connections.
+// dial/TLS/response-header timeouts. Its Transport becomes the base of the
+// stack that Broker and Client build (see the package doc); share one
+// between them to share connections. Redirects are never followed: the
+// registry API answers directly, and a redirect is reported as an error, so
+// credentials are never sent anywhere else.
 func NewHTTPClient() *http.Client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
@@ -100,183 +33,114 @@ func NewHTTPClient() *http.Client {
 		ResponseHeaderTimeout: 60 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{
-		Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
+	return &http.Client{Transport: tr, CheckRedirect: noRedirect}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// stackOptions configures the layers below auth.
+type stackOptions struct {
+	base    *http.Client // its Transport (nil: http.DefaultTransport) and Timeout
+	retry   RetryPolicy  // already validated
+	limiter *Limiter     // nil: unlimited
+	log     *slog.Logger // nil: discard
+	// guarded: attempts check the call's send guard (WithSendGuard) once
+	// the limiter has admitted them; the data plane's stack, not the
+	// broker's (token requests are never guarded).
+	guarded bool
+}
+
+// newStack composes retry → limiter → logging → body → base. The Client
+// puts its auth layer on top; the Broker uses the stack as it is.
+func newStack(o stackOptions) http.RoundTripper {
+	var base http.RoundTripper
+	var timeout time.Duration
+	if o.base != nil {
+		base, timeout = o.base.Transport, o.base.Timeout
+	}
+	policy := o.retry
+	return &retryTransport{
+		policy: &policy,
+		next: &limitTransport{
+			limiter:  o.limiter,
+			guarded:  o.guarded,
+			maxPause: policy.withDefaults().MaxThrottle,
+			next: &logTransport{
+				log:  o.log,
+				next: &bodyTransport{next: base, timeout: timeout},
+			},
 		},
 	}
 }
 
-// request is one logical registry request.
-type request struct {
+// httpClient wraps a composed transport in an *http.Client that never
+// follows redirects.
+func httpClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: noRedirect}
+}
+
+// callInfo describes one logical call to the layers, through the request's
+// context: what to log, which scope the token must grant, how large the
+// answer may be. The auth layer records the tokens it sent, so that the
+// caller can scrub them from error messages; a callInfo belongs to one call
+// and its layers run one after another, never at once.
+type callInfo struct {
 	op        string // for logs and errors, e.g. "delete tag"
 	repo, ref string
-	method    string
-	url       *url.URL
-	class     Class
-	accept    string
-	body      []byte
-	bodyType  string
-	bearer    Secret // "" for none
-	maxBody   int64
+	need      Scope // what the token must grant; no actions: not checked
+	maxBody   int64 // 0: defaultMaxBody
+	sent      []Secret
 }
 
-// response is a fully read answer.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
+type callInfoKey struct{}
+
+func withCall(ctx context.Context, ci *callInfo) context.Context {
+	return context.WithValue(ctx, callInfoKey{}, ci)
 }
 
-// sender sends requests with the retry policy: 429 waits for Retry-After
-// (plus jitter) and tells the limiter, until MaxThrottle is spent; 5xx and
-// network errors back off exponentially with full jitter, up to
-// MaxAttempts. It returns the last response when retries are exhausted or
-// the status is not retryable; the caller turns it into an *Error.
-type sender struct {
-	hc    *http.Client
-	retry RetryPolicy
-	lim   *Limiter
-	log   *slog.Logger
+// callOf returns the request's callInfo, or an empty one.
+func callOf(ctx context.Context) *callInfo {
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok && ci != nil {
+		return ci
+	}
+	return &callInfo{}
 }
+
+// bodyTransport reads every response body whole (bounded by the call's
+// maxBody) before handing the response up, so that a body cut off by the
+// network is a failed attempt the retry layer can repeat, not a decode
+// error later. timeout, when set, bounds each attempt.
+type bodyTransport struct {
+	next    http.RoundTripper // nil: http.DefaultTransport
+	timeout time.Duration
+}
+
+// bufferedBody is a response body already in memory.
+type bufferedBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (bufferedBody) Close() error { return nil }
 
 var errTooLarge = errors.New("response body too large")
 
-// permanentError marks a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-func (s *sender) do(ctx context.Context, rq *request) (*response, error) {
-	var failures int
-	var throttled time.Duration
-	for attempt := 1; ; attempt++ {
-		if err := s.lim.Wait(ctx, rq.class); err != nil {
-			return nil, s.fail(rq, err)
-		}
-		start := time.Now()
-		resp, err := s.once(ctx, rq)
-		dur := time.Since(start)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, s.fail(rq, ctx.Err())
-			}
-			s.log.LogAttrs(ctx, slog.LevelDebug, "acr request failed",
-				slog.String("op", rq.op), slog.String("method", rq.method),
-				slog.String("path", rq.url.EscapedPath()), slog.Int("attempt", attempt),
-				slog.Duration("duration", dur), slog.String("error", transportErrorText(err)))
-			var perm permanentError
-			if errors.As(err, &perm) {
-				return nil, s.fail(rq, perm.err)
-			}
-			failures++
-			if failures >= s.retry.MaxAttempts {
-				return nil, s.fail(rq, fmt.Errorf("giving up after %d attempts: %w", attempt, err))
-			}
-			if err := sleep(ctx, s.retry.backoff(failures)); err != nil {
-				return nil, s.fail(rq, err)
-			}
-			continue
-		}
-		s.log.LogAttrs(ctx, slog.LevelDebug, "acr request",
-			slog.String("op", rq.op), slog.String("method", rq.method),
-			slog.String("path", rq.url.EscapedPath()), slog.Int("status", resp.status),
-			slog.Int("attempt", attempt), slog.Duration("duration", dur))
-		if resp.status != http.StatusTooManyRequests {
-			s.lim.Admitted(rq.class)
-		}
-		switch {
-		case resp.status == http.StatusTooManyRequests:
-			ra, ok := parseRetryAfter(resp.header.Get("Retry-After"), time.Now())
-			if !ok || ra <= 0 {
-				ra = defaultRetryAfter
-			}
-			// The shared limiter pauses every call of this class: never for
-			// longer than one call may wait, so one absurd Retry-After cannot
-			// stall the whole instance.
-			s.lim.Throttled(rq.class, min(ra, s.retry.MaxThrottle))
-			wait := ra + throttleJitter(ra)
-			if throttled+wait > s.retry.MaxThrottle {
-				return resp, nil
-			}
-			throttled += wait
-			if err := sleep(ctx, wait); err != nil {
-				return nil, s.fail(rq, err)
-			}
-		case retryableStatus(resp.status):
-			failures++
-			if failures >= s.retry.MaxAttempts {
-				return resp, nil
-			}
-			d := s.retry.backoff(failures)
-			if ra, ok := parseRetryAfter(resp.header.Get("Retry-After"), time.Now()); ok && ra > d {
-				d = min(ra, s.retry.MaxDelay)
-			}
-			if err := sleep(ctx, d); err != nil {
-				return nil, s.fail(rq, err)
-			}
-		default:
-			return resp, nil
-		}
+func (t *bodyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.timeout > 0 {
+		ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+		defer cancel()
+		req = req.WithContext(ctx)
 	}
-}
-
-// transportErrorText is err without the request URL (and so without its
-// query), for logs.
-func transportErrorText(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err.Error()
+	next := t.next
+	if next == nil {
+		next = http.DefaultTransport
 	}
-	return err.Error()
-}
-
-// retryableStatus: every 5xx except 501 Not Implemented and 505.
-func retryableStatus(code int) bool {
-	return code >= 500 && code <= 599 && code != http.StatusNotImplemented &&
-		code != http.StatusHTTPVersionNotSupported
-}
-
-func (s *sender) fail(rq *request, err error) error {
-	return opError(rq.op, rq.repo, rq.ref, err)
-}
-
-// opError wraps err with the operation and its target.
-func opError(op, repo, ref string, err error) error {
-	if t := target(repo, ref); t != "" {
-		return fmt.Errorf("acr: %s %s: %w", op, strconv.Quote(t), err)
-	}
-	return fmt.Errorf("acr: %s: %w", op, err)
-}
-
-// once sends one attempt and reads the whole body. Errors are transport
-// errors (retryable) or errTooLarge.
-func (s *sender) once(ctx context.Context, rq *request) (*response, error) {
-	var body io.Reader
-	if rq.body != nil {
-		body = bytes.NewReader(rq.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, rq.method, rq.url.String(), body)
-	if err != nil {
-		return nil, permanentError{fmt.Errorf("build request: %w", err)}
-	}
-	if rq.accept != "" {
-		req.Header.Set("Accept", rq.accept)
-	}
-	if rq.bodyType != "" {
-		req.Header.Set("Content-Type", rq.bodyType)
-	}
-	if rq.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+rq.bearer.Reveal())
-	}
-	resp, err := s.hc.Do(req)
+	resp, err := next.RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	limit := rq.maxBody
+	limit := callOf(req.Context()).maxBody
 	if limit <= 0 {
 		limit = defaultMaxBody
 	}
@@ -287,7 +151,107 @@ func (s *sender) once(ctx context.Context, rq *request) (*response, error) {
 	if int64(len(data)) > limit {
 		return nil, permanentError{fmt.Errorf("%w (over %d bytes)", errTooLarge, limit)}
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+	resp.Body = bufferedBody{Reader: bytes.NewReader(data), data: data}
+	resp.ContentLength = int64(len(data))
+	return resp, nil
+}
+
+// request is one logical registry request, as the Client and the Broker
+// build it.
+type request struct {
+	op        string // for logs and errors, e.g. "delete tag"
+	repo, ref string
+	method    string
+	url       *url.URL
+	accept    string
+	body      []byte
+	bodyType  string
+	maxBody   int64
+	sent      []Secret // tokens the auth layer sent, to scrub from errors
+}
+
+// response is a fully read answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	// attempts is the number of the attempt that got this answer (1: the
+	// first; more: earlier attempts failed, possibly after the registry
+	// acted on them).
+	attempts int
+}
+
+// send builds rq, sends it through hc and reads the answer. Transport
+// failures come back wrapped with the operation and its target, without
+// the request URL. ci may carry more for the layers (the scope to check);
+// its op and target are filled from rq.
+func send(ctx context.Context, hc *http.Client, rq *request, ci *callInfo) (*response, error) {
+	ci.op, ci.repo, ci.ref, ci.maxBody = rq.op, rq.repo, rq.ref, rq.maxBody
+	var body io.Reader
+	if rq.body != nil {
+		body = bytes.NewReader(rq.body) // sets GetBody: the layers can resend it
+	}
+	req, err := http.NewRequestWithContext(withCall(ctx, ci), rq.method, rq.url.String(), body)
+	if err != nil {
+		return nil, opError(rq.op, rq.repo, rq.ref, fmt.Errorf("build request: %w", err))
+	}
+	if rq.accept != "" {
+		req.Header.Set("Accept", rq.accept)
+	}
+	if rq.bodyType != "" {
+		req.Header.Set("Content-Type", rq.bodyType)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, opError(rq.op, rq.repo, rq.ref, withoutURL(err))
+	}
+	defer resp.Body.Close()
+	data, err := bodyBytes(resp.Body, rq.maxBody)
+	if err != nil {
+		return nil, opError(rq.op, rq.repo, rq.ref, err)
+	}
+	attempts := 1
+	if resp.Request != nil {
+		attempts = attemptOf(resp.Request.Context())
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data, attempts: attempts}, nil
+}
+
+// bodyBytes returns what the body layer read, or reads a body that some
+// other transport handed up, with the same bound.
+func bodyBytes(body io.Reader, limit int64) ([]byte, error) {
+	if b, ok := body.(bufferedBody); ok {
+		return b.data, nil
+	}
+	if limit <= 0 {
+		limit = defaultMaxBody
+	}
+	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w (over %d bytes)", errTooLarge, limit)
+	}
+	return data, nil
+}
+
+// withoutURL strips the *url.Error that http.Client adds, so that messages
+// name the operation rather than the URL and its query.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err
+	}
+	return err
+}
+
+// opError wraps err with the operation and its target.
+func opError(op, repo, ref string, err error) error {
+	if t := target(repo, ref); t != "" {
+		return fmt.Errorf("acr: %s %s: %w", op, strconv.Quote(t), err)
+	}
+	return fmt.Errorf("acr: %s: %w", op, err)
 }
 
 // Response size bounds.

@@ -6,6 +6,8 @@
 //   - Scheduler (timer trigger): internal/scheduler.
 //   - Worker (Service Bus trigger): internal/worker.
 //   - Runs (HTTP trigger GET /api/runs/{runId?}): internal/runs.
+//   - DeadLetters (Service Bus trigger on the queue's dead-letter
+//     sub-queue): internal/deadletters.
 //
 // Serve runs the whole thing for `handler serve`; New lets `handler local`
 // and the end-to-end tests inject the parts that differ (credential, sender,
@@ -25,6 +27,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/config"
+	"github.com/acrpurge/acrpurge/internal/deadletters"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
@@ -38,12 +41,20 @@ const (
 	FunctionScheduler = scheduler.Name
 	FunctionWorker    = worker.Name
 	FunctionRuns      = runs.Name
+	// FunctionDeadLetters records dead-lettered Worker messages.
+	FunctionDeadLetters = deadletters.Name
 
 	BindingTimer    = scheduler.BindingTimer
 	BindingMessage  = worker.BindingMessage
 	BindingRequest  = runs.BindingRequest
 	BindingResponse = runs.BindingResponse
 )
+
+// LockRenewal is host.json's serviceBus.maxAutoLockRenewalDuration: the
+// longest one Worker delivery can hold its message. A running batch
+// without progress for LockRenewal × PURGE_MAX_DELIVERIES is reported
+// stalled by the Runs function.
+const LockRenewal = 15 * time.Minute
 
 // Deps are the parts of the app that differ between production, `handler
 // local` and tests.
@@ -73,7 +84,11 @@ type App struct {
 	scheduler *scheduler.Scheduler
 	worker    *worker.Worker
 	runs      *runs.Function
+	dead      *deadletters.Function
 	log       *slog.Logger
+	// ready, when set, holds invocations back until the start-up check
+	// (Serve: the checkpoint table) has passed.
+	ready *readiness
 }
 
 // New wires the app from a validated configuration and policy.
@@ -152,7 +167,10 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	}
 	return &App{
 		scheduler: sched, worker: wk, log: log,
-		runs: &runs.Function{Store: deps.Store, Logger: log.With("function", FunctionRuns)},
+		runs: &runs.Function{Store: deps.Store, Logger: log.With("function", FunctionRuns), Report: runs.Options{
+			Now: deps.Now, StallAfter: LockRenewal * time.Duration(cfg.MaxDeliveries),
+		}},
+		dead: &deadletters.Function{Store: deps.Store, Now: deps.Now, Logger: log.With("function", FunctionDeadLetters)},
 	}, nil
 }
 
@@ -175,20 +193,21 @@ func NewSharedBudget(cfg *config.Config, tbl checkpoint.TableOptions, logger *sl
 
 // Handlers returns the functions by name.
 func (a *App) Handlers() map[string]funchost.Handler {
-	return map[string]funchost.Handler{
-		FunctionScheduler: a.scheduler.Invoke,
-		FunctionWorker:    a.worker.Invoke,
-		FunctionRuns:      a.runs.Invoke,
+	hs := map[string]funchost.Handler{
+		FunctionScheduler:   a.scheduler.Invoke,
+		FunctionWorker:      a.worker.Invoke,
+		FunctionRuns:        a.runs.Invoke,
+		FunctionDeadLetters: a.dead.Invoke,
 	}
+	if a.ready != nil {
+		for name, h := range hs {
+			hs[name] = a.ready.gate(h)
+		}
+	}
+	return hs
 }
 
 // HTTPHandler serves the custom-handler protocol for every function.
 func (a *App) HTTPHandler() http.Handler {
 	return funchost.NewServer(a.Handlers(), a.log)
 }
-
-// Scheduler returns the app's Scheduler (for `handler local`).
-func (a *App) Scheduler() *scheduler.Scheduler { return a.scheduler }
-
-// Worker returns the app's Worker (for `handler local`).
-func (a *App) Worker() *worker.Worker { return a.worker }

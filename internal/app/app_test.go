@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +78,16 @@ func TestRunsFunction(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, res.StatusCode)
 	assert.Contains(t, res.Body, "s-missing")
 
+	// A blank id is a mistake, not "the latest run"; a long one is not echoed.
+	res = runsResponse(t, srv.URL, map[string]string{"runId": "  "}, nil)
+	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+	assert.Contains(t, res.Body, "blank run id")
+	long := strings.Repeat("<x>", 1000)
+	res = runsResponse(t, srv.URL, map[string]string{"runId": long}, nil)
+	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+	assert.NotContains(t, res.Body, "<x>")
+	assert.Less(t, len(res.Body), 200)
+
 	_, _, err := store.CreateRun(t.Context(), checkpoint.Run{ID: "p-1", Trigger: "portal", Batches: 1, Repositories: 1},
 		[]checkpoint.Batch{{N: 1, Repositories: []string{"team-a/x"}}})
 	require.NoError(t, err)
@@ -106,7 +117,7 @@ func TestHostProtocol(t *testing.T) {
 	srv := httptest.NewServer(a.HTTPHandler())
 	t.Cleanup(srv.Close)
 	require.NoError(t, funchost.WaitReady(t.Context(), nil, srv.URL), "GET / answers the host's probe")
-	assert.ElementsMatch(t, []string{"Scheduler", "Worker", "Runs"}, keys(a.Handlers()))
+	assert.ElementsMatch(t, []string{"Scheduler", "Worker", "Runs", "DeadLetters"}, keys(a.Handlers()))
 
 	// A poison message is completed (200) and its reason logged.
 	resp, status, err := funchost.Invoke(t.Context(), nil, srv.URL, app.FunctionWorker,
@@ -206,6 +217,12 @@ func TestServe(t *testing.T) {
 	case err := <-ready:
 		require.NoError(t, err)
 	}
+	// The table is created in the background; invocations wait for it.
+	require.Eventually(t, func() bool {
+		_, status, err := funchost.Invoke(ctx, nil, base, app.FunctionRuns,
+			funchost.HTTPTriggerRequest(app.BindingRequest, "GET", base+"/api/runs", nil, nil))
+		return err == nil && status == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
 	res := runsResponse(t, base, nil, nil)
 	assert.Equal(t, http.StatusNotFound, res.StatusCode, "an empty table has no run")
 	cancel()
@@ -237,4 +254,73 @@ func TestSharedBudgetFromSettings(t *testing.T) {
 
 	_, err = app.NewSharedBudget(cfg, checkpoint.TableOptions{ConnectionString: azurite.Azurite(t), Table: "x"}, nil)
 	require.ErrorContains(t, err, config.DeletesPerMinute, "a bad table is reported with the settings it comes from")
+}
+
+// TestServeAnswersWhileStorageHangs: the Functions host gives a custom
+// handler 60 s to answer GET /. With a table endpoint that accepts
+// connections and never answers, Serve still answers the probe within a
+// second, and invocations fail at once with a retryable error naming the
+// start-up check instead of hanging.
+func TestServeAnswersWhileStorageHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	env := emutest.Start(t, emutest.Options{})
+	port := freePort(t)
+	hanging := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" +
+		"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" +
+		"TableEndpoint=http://" + ln.Addr().String() + "/devstoreaccount1;"
+	settings := map[string]string{
+		config.LoginServer:          env.Registry.URL(),
+		config.Policy:               testPolicy,
+		config.ServiceBusConnString: "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0",
+		config.CheckpointConnString: hanging,
+		config.HandlerPort:          strconv.Itoa(port),
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- app.Serve(ctx, func(k string) string { return settings[k] }, nil) }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	require.NoError(t, funchost.WaitReady(wctx, nil, base))
+	assert.Less(t, time.Since(start), time.Second, "GET / answered within a second")
+
+	call := time.Now()
+	resp, status, err := funchost.Invoke(wctx, nil, base, app.FunctionRuns,
+		funchost.HTTPTriggerRequest(app.BindingRequest, "GET", base+"/api/runs", nil, nil))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusInternalServerError, status, "a retryable failure, not a hang")
+	require.NotEmpty(t, resp.Logs)
+	assert.Contains(t, resp.Logs[0], "starting and cannot serve yet")
+	assert.Less(t, time.Since(call), time.Second)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
 }

@@ -69,7 +69,12 @@ func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 		return fmt.Errorf("service bus queue %s (%s): %w", cfg.Queue, config.Queue, err)
 	}
 	defer func() { _ = sender.Close(context.WithoutCancel(ctx)) }()
-	store, err := checkpoint.NewTable(ctx, checkpointOptions(cfg, cred, logger))
+	// No storage call before the port is open: the host gives a custom
+	// handler 60 s to answer GET /, and right after a deployment (role
+	// assignments still propagating) the table may hang or refuse for a
+	// while. The table is checked and created in the background; until
+	// then invocations fail with a retryable error.
+	store, err := checkpoint.OpenTable(checkpointOptions(cfg, cred, logger))
 	if err != nil {
 		return fmt.Errorf("checkpoint storage (%s / %s): %w", config.CheckpointURI, config.CheckpointConnString, err)
 	}
@@ -84,6 +89,13 @@ func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 	logger.Info("acrpurge handler starting", "registry", cfg.Registry.String(), "queue", cfg.Queue,
 		"table", store.Name(), "dryRun", cfg.DryRun, "batchSize", cfg.BatchSize, "schedule", cfg.Schedule.String(),
 		"deletesPerMinute", cfg.DeletesPerMinute, "maxInstances", cfg.MaxInstances, "policy", pol.Describe())
+	a.ready = newReadiness()
+	go a.ready.run(ctx, logger, func(ctx context.Context) error {
+		if err := store.Ensure(ctx); err != nil {
+			return fmt.Errorf("checkpoint table %s (%s / %s): %w", store.Name(), config.CheckpointURI, config.CheckpointConnString, err)
+		}
+		return nil
+	})
 	return a.ListenAndServe(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)))
 }
 

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
 )
@@ -641,5 +644,57 @@ func TestReturnedValuesAreCopies(t *testing.T) {
 		list, err := s.ListRepos(ctx, "copy")
 		must(t, err)
 		checkEqual(t, map[string]int64{"keep": 1}, list[0].Kept)
+	})
+}
+
+// TestUpdateRepoMerges: concurrent updates of one row (two deliveries of a
+// message purging the same repository) never lose each other's counts, and
+// the row keeps what other writers put there.
+func TestUpdateRepoMerges(t *testing.T) {
+	forEachStore(t, func(t *testing.T, ctx context.Context, s checkpoint.Store) {
+		const writers, rounds = 6, 5
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for r := range rounds {
+					_, err := s.UpdateRepo(ctx, "merge", "team-a/app", func(row *checkpoint.Repo) error {
+						row.TagsDeleted++
+						row.BytesFreed += 10
+						if row.Live == nil {
+							row.Live = map[string]time.Time{}
+						}
+						row.Live[fmt.Sprintf("w%d", w)] = base.Add(time.Duration(r) * time.Second)
+						return nil
+					})
+					assert.NoError(t, err)
+				}
+			})
+		}
+		wg.Wait()
+		rows, err := s.GetRepos(ctx, "merge", []string{"team-a/app"})
+		require.NoError(t, err)
+		got := rows["team-a/app"]
+		assert.EqualValues(t, writers*rounds, got.TagsDeleted, "no update lost")
+		assert.EqualValues(t, writers*rounds*10, got.BytesFreed)
+		assert.Len(t, got.Live, writers)
+		assert.Equal(t, "merge", got.RunID)
+
+		// fn's error aborts the update; the row stays.
+		errStop := errors.New("stop")
+		_, err = s.UpdateRepo(ctx, "merge", "team-a/app", func(row *checkpoint.Repo) error {
+			row.TagsDeleted = -1
+			return errStop
+		})
+		require.ErrorIs(t, err, errStop)
+		rows, err = s.GetRepos(ctx, "merge", []string{"team-a/app"})
+		require.NoError(t, err)
+		assert.EqualValues(t, writers*rounds, rows["team-a/app"].TagsDeleted)
+
+		// Prune: a stale attempt is dropped and makes the counts a lower bound.
+		row := rows["team-a/app"]
+		assert.False(t, row.CountsAtLeast(base.Add(5*time.Second), time.Minute))
+		assert.True(t, row.Prune(base.Add(time.Hour), time.Minute))
+		assert.True(t, row.AtLeast)
+		assert.Empty(t, row.Live)
 	})
 }

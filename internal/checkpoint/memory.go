@@ -311,3 +311,37 @@ func (m *Memory) ListRejections(ctx context.Context, limit int) ([]Rejection, er
 	m.mu.Unlock()
 	return out, nil
 }
+
+// UpdateRepo implements Store. The memory store serialises updates, so fn
+// runs once.
+func (m *Memory) UpdateRepo(ctx context.Context, runID, name string, fn func(r *Repo) error) (Repo, error) {
+	op := fmt.Sprintf("update repository %q of run %q", name, runID)
+	if err := ctx.Err(); err != nil {
+		return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+	}
+	if err := checkRunArg("update repository", runID); err != nil {
+		return Repo{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.partition(runID, true)
+	r, ok := p.repos[name]
+	if ok {
+		r = cloneRepo(r)
+	} else {
+		r = Repo{RunID: runID, Name: name}
+	}
+	prev := r.Updated
+	if err := fn(&r); err != nil {
+		return Repo{}, err
+	}
+	if r.Updated.Equal(prev) {
+		r.Updated = time.Time{} // fn did not set it: stamped now
+	}
+	nr, err := normalizeRepo(r, runID, m.now)
+	if err != nil {
+		return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+	}
+	p.repos[nr.Name] = cloneRepo(nr)
+	return nr, nil
+}

@@ -165,6 +165,18 @@ func normalizeRepo(r Repo, runID string, now clock) (Repo, error) {
 			return Repo{}, err
 		}
 	}
+	if len(r.Live) == 0 {
+		r.Live = nil
+	} else {
+		live := make(map[string]time.Time, len(r.Live))
+		for id, at := range r.Live {
+			live[truncText(id, 64)] = at.UTC()
+		}
+		r.Live = live
+		if err := checkValue(what+" live attempts", mustJSON(r.Live)); err != nil {
+			return Repo{}, err
+		}
+	}
 	var err error
 	if r.Updated, err = normTime(r.Updated, now, what+" update"); err != nil {
 		return Repo{}, err
@@ -207,6 +219,7 @@ func cloneBatch(b Batch) Batch {
 
 func cloneRepo(r Repo) Repo {
 	r.Kept = maps.Clone(r.Kept)
+	r.Live = maps.Clone(r.Live)
 	return r
 }
 

@@ -67,6 +67,53 @@ type Repo struct {
 	Kept             map[string]int64 // kept counts by reason ("keep", "locked", "protected", ...)
 	Attempts         int
 	Updated          time.Time
+	// Live holds the attempts purging the repository now: attempt id →
+	// its last heartbeat. An attempt adds itself when it starts and removes
+	// itself when it ends; one that died (a killed process) stays until a
+	// later writer finds it stale (see Prune).
+	Live map[string]time.Time
+	// AtLeast: an attempt died with deletes it may not have counted, so
+	// the deleted counts are a lower bound.
+	AtLeast bool
+}
+
+// StaleAttempt: an attempt listed in a row's Live set without a heartbeat
+// for this long has died (a live one beats at least every quarter of it).
+const StaleAttempt = 2 * time.Minute
+
+// Prune removes the attempts of Live whose heartbeat is older than
+// staleAfter at now and, if it removed any, marks the counts a lower bound
+// (AtLeast). It reports whether it removed any.
+func (r *Repo) Prune(now time.Time, staleAfter time.Duration) bool {
+	pruned := false
+	for id, at := range r.Live {
+		if now.Sub(at) > staleAfter {
+			delete(r.Live, id)
+			pruned = true
+		}
+	}
+	if pruned {
+		r.AtLeast = true
+	}
+	if len(r.Live) == 0 {
+		r.Live = nil
+	}
+	return pruned
+}
+
+// CountsAtLeast reports whether the deleted counts may be low: an attempt
+// died uncounted (AtLeast), or one is still listed as live in a row whose
+// purge has ended or whose heartbeat is older than staleAfter at now.
+func (r Repo) CountsAtLeast(now time.Time, staleAfter time.Duration) bool {
+	if r.AtLeast {
+		return true
+	}
+	for _, at := range r.Live {
+		if r.Status.Terminal() || now.Sub(at) > staleAfter {
+			return true
+		}
+	}
+	return false
 }
 
 // Rejection records a message that was refused permanently (a poison message).
@@ -103,6 +150,12 @@ type Store interface {
 	// batch row, in transactions of at most 100 rows; the batch row goes in
 	// the last one. A repository named twice keeps the last entry.
 	SaveProgress(ctx context.Context, runID string, repos []Repo, batch *Batch) error
+	// UpdateRepo reads the repository's row (a new one with RunID and Name
+	// set when there is none), lets fn change it and writes it back only if
+	// nobody wrote it meanwhile (an ETag check), calling fn again on the
+	// fresh row until the write wins. Concurrent updates therefore merge:
+	// counts added in fn are never lost. It returns the row written.
+	UpdateRepo(ctx context.Context, runID, name string, fn func(r *Repo) error) (Repo, error)
 	// GetRepos returns the checkpoints of the named repositories; names
 	// without a checkpoint are absent from the map.
 	GetRepos(ctx context.Context, runID string, names []string) (map[string]Repo, error)
@@ -133,4 +186,16 @@ var (
 	ErrInvalid = errors.New("checkpoint: invalid argument")
 	// ErrTooLarge: a value exceeds what a table property can hold.
 	ErrTooLarge = errors.New("checkpoint: value too large")
+	// ErrContention: UpdateRepo lost the race for the row too many times.
+	ErrContention = errors.New("checkpoint: too many concurrent updates")
 )
+
+// Terminal reports whether a repository in this status needs no more work
+// in its run: done, skipped, forbidden or failed.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusDone, StatusSkipped, StatusForbidden, StatusFailed:
+		return true
+	}
+	return false
+}

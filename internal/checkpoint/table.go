@@ -53,6 +53,7 @@ type TableOptions struct {
 type Table struct {
 	client  *aztables.Client
 	name    string
+	svc     *aztables.ServiceClient
 	log     *slog.Logger
 	now     clock
 	secrets []string // substrings that must never appear in an error
@@ -61,9 +62,22 @@ type Table struct {
 var _ Store = (*Table)(nil)
 
 // NewTable connects to the table service and creates the table if it is
-// missing (an existing table is fine). Errors never contain the connection
-// string or its key.
+// missing (an existing table is fine): OpenTable, then Ensure. Errors never
+// contain the connection string or its key.
 func NewTable(ctx context.Context, o TableOptions) (*Table, error) {
+	t, err := OpenTable(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// OpenTable checks the options and returns the store without talking to
+// the service; Ensure creates the table before first use.
+func OpenTable(o TableOptions) (*Table, error) {
 	t := &Table{name: o.Table, log: o.Logger, now: nowFunc}
 	if t.name == "" {
 		t.name = DefaultTableName
@@ -71,50 +85,21 @@ func NewTable(ctx context.Context, o TableOptions) (*Table, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
-	svc, err := t.serviceClient(o)
-	if err != nil {
-		return nil, err
-	}
-	if err := ensureTable(ctx, svc, t); err != nil {
-		return nil, err
-	}
-	t.client = svc.NewClient(t.name)
-	return t, nil
-}
-
-// NewTableClient returns a client of the table o names, with o's
-// ClientOptions, for other users of the checkpoint table (the shared delete
-// budget). It validates o as NewTable does but makes no request: the table
-// is not created.
-func NewTableClient(o TableOptions) (*aztables.Client, error) {
-	t := &Table{name: o.Table}
-	if t.name == "" {
-		t.name = DefaultTableName
-	}
-	svc, err := t.serviceClient(o)
-	if err != nil {
-		return nil, err
-	}
-	return svc.NewClient(t.name), nil
-}
-
-// serviceClient checks the table name and builds the service client from
-// exactly one of o's connection string or service URL; it sets t.secrets.
-func (t *Table) serviceClient(o TableOptions) (*aztables.ServiceClient, error) {
 	if !tableNameRE.MatchString(t.name) {
 		return nil, fmt.Errorf("checkpoint: table name %q (CHECKPOINT_TABLE) must be 3-63 letters and digits starting with a letter", t.name)
 	}
+	var svc *aztables.ServiceClient
+	var err error
 	switch {
 	case o.ConnectionString != "" && o.ServiceURL != "":
 		return nil, errors.New("checkpoint: set either a connection string (CheckpointStorage) or a table service URL (CheckpointStorage__tableServiceUri), not both")
 	case o.ConnectionString != "":
 		conn := expandDevStorage(o.ConnectionString)
 		t.secrets = connStringSecrets(conn)
-		svc, err := aztables.NewServiceClientFromConnectionString(conn, o.ClientOptions)
+		svc, err = aztables.NewServiceClientFromConnectionString(conn, o.ClientOptions)
 		if err != nil {
 			return nil, t.wrap("parse connection string (CheckpointStorage)", err)
 		}
-		return svc, nil
 	case o.ServiceURL != "":
 		u, perr := url.Parse(o.ServiceURL)
 		if perr != nil || u.Host == "" {
@@ -129,15 +114,31 @@ func (t *Table) serviceClient(o TableOptions) (*aztables.ServiceClient, error) {
 		if o.Credential == nil {
 			return nil, errors.New("checkpoint: a table service URL (CheckpointStorage__tableServiceUri) needs a credential")
 		}
-		svc, err := aztables.NewServiceClient(o.ServiceURL, o.Credential, o.ClientOptions)
+		svc, err = aztables.NewServiceClient(o.ServiceURL, o.Credential, o.ClientOptions)
 		if err != nil {
 			return nil, t.wrap("create table client", err)
 		}
-		return svc, nil
 	default:
 		return nil, errors.New("checkpoint: no table storage configured: set CheckpointStorage (connection string) or CheckpointStorage__tableServiceUri")
 	}
+	t.svc, t.client = svc, svc.NewClient(t.name)
+	return t, nil
 }
+
+// NewTableClient returns a client of the table o names, with o's
+// ClientOptions, for other users of the checkpoint table (the shared delete
+// budget). Like OpenTable it makes no request: the table is not created.
+func NewTableClient(o TableOptions) (*aztables.Client, error) {
+	t, err := OpenTable(o)
+	if err != nil {
+		return nil, err
+	}
+	return t.client, nil
+}
+
+// Ensure creates the table if it is missing; an existing table, or one the
+// identity may use but not create, is fine.
+func (t *Table) Ensure(ctx context.Context) error { return ensureTable(ctx, t.svc, t) }
 
 // Name returns the table name.
 func (t *Table) Name() string { return t.name }

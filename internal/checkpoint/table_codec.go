@@ -109,6 +109,8 @@ func repoEntity(r Repo) aztables.EDMEntity {
 		"Kept":             jsonOrEmpty(r.Kept),
 		"Attempts":         i64(r.Attempts),
 		"Updated":          aztables.EDMDateTime(r.Updated),
+		"Live":             jsonOrEmpty(r.Live),
+		"AtLeast":          r.AtLeast,
 	})
 }
 
@@ -132,6 +134,11 @@ func decodeRepo(e aztables.EDMEntity) (Repo, error) {
 	if len(r.Kept) == 0 {
 		r.Kept = nil
 	}
+	d.json("Live", &r.Live)
+	if len(r.Live) == 0 {
+		r.Live = nil
+	}
+	r.AtLeast, _ = e.Properties["AtLeast"].(bool)
 	if r.Name == "" && d.err == nil {
 		d.err = fmt.Errorf("row %s/%s has no Name", e.PartitionKey, e.RowKey)
 	}

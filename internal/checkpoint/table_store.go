@@ -2,14 +2,17 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"golang.org/x/sync/errgroup"
 )
@@ -403,4 +406,79 @@ func (t *Table) ListRejections(ctx context.Context, limit int) ([]Rejection, err
 		return nil, err
 	}
 	return out, nil
+}
+
+// maxUpdateTries bounds UpdateRepo's read-change-write rounds under
+// contention.
+const maxUpdateTries = 20
+
+// UpdateRepo implements Store: read with the row's ETag, change, then
+// replace with If-Match (or insert, which fails if the row appeared
+// meanwhile); a 412 or 409 means another writer won, so read again.
+func (t *Table) UpdateRepo(ctx context.Context, runID, name string, fn func(r *Repo) error) (Repo, error) {
+	op := fmt.Sprintf("update repository %q of run %q", name, runID)
+	if err := checkRunArg("update repository", runID); err != nil {
+		return Repo{}, err
+	}
+	if err := checkName("repository name", name); err != nil {
+		return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+	}
+	pk, rk := runPartition(runID), repoRow(name)
+	for try := 0; try < maxUpdateTries; try++ {
+		if err := ctx.Err(); err != nil {
+			return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+		}
+		r := Repo{RunID: runID, Name: name}
+		var etag *azcore.ETag
+		resp, err := t.client.GetEntity(ctx, pk, rk, nil)
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return Repo{}, t.wrap(op, err)
+		default:
+			var e aztables.EDMEntity
+			if err := json.Unmarshal(resp.Value, &e); err != nil {
+				return Repo{}, fmt.Errorf("checkpoint: %s: decode row: %w", op, err)
+			}
+			if r, err = decodeRepo(e); err != nil {
+				return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+			}
+			tag := resp.ETag
+			etag = &tag
+		}
+		prev := r.Updated
+		if err := fn(&r); err != nil {
+			return Repo{}, err
+		}
+		if r.Updated.Equal(prev) {
+			r.Updated = time.Time{} // fn did not set it: stamped now
+		}
+		nr, err := normalizeRepo(r, runID, t.now)
+		if err != nil {
+			return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, err)
+		}
+		b, err := json.Marshal(repoEntity(nr))
+		if err != nil {
+			return Repo{}, fmt.Errorf("checkpoint: %s: encode row: %w", op, err)
+		}
+		if etag == nil {
+			_, err = t.client.AddEntity(ctx, b, nil)
+		} else {
+			_, err = t.client.UpdateEntity(ctx, b, &aztables.UpdateEntityOptions{IfMatch: etag, UpdateMode: aztables.UpdateModeReplace})
+		}
+		if err == nil {
+			return nr, nil
+		}
+		if !isLostRace(err) {
+			return Repo{}, t.wrap(op, err)
+		}
+	}
+	return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, ErrContention)
+}
+
+// isLostRace reports whether a conditional write lost to another writer:
+// 412 (ETag changed) or 409 (the row was inserted meanwhile).
+func isLostRace(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && (re.StatusCode == http.StatusPreconditionFailed || re.StatusCode == http.StatusConflict)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/acrpurge/acrpurge/internal/app"
 	"github.com/acrpurge/acrpurge/internal/config"
+	"github.com/acrpurge/acrpurge/internal/deadletters"
 	"github.com/acrpurge/acrpurge/internal/packaging"
 	"github.com/acrpurge/acrpurge/internal/worker"
 )
@@ -86,6 +87,9 @@ func TestHostJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serviceBus.maxAutoLockRenewalDuration: %v", err)
 	}
+	if renew != app.LockRenewal {
+		t.Errorf("serviceBus.maxAutoLockRenewalDuration %v differs from app.LockRenewal %v (the Runs function's stall detection)", renew, app.LockRenewal)
+	}
 	timeout, err := hostDuration(h.FunctionTimeout)
 	if err != nil {
 		t.Fatalf("functionTimeout: %v", err)
@@ -140,6 +144,8 @@ var wantFunctions = map[string][]wantBinding{
 		{app.BindingRequest, "httpTrigger", "in", map[string]string{"authLevel": "function", "route": "runs/{runId?}"}},
 		{app.BindingResponse, "http", "out", nil},
 	},
+	app.FunctionDeadLetters: {{deadletters.BindingMessage, "serviceBusTrigger", "in", map[string]string{
+		"queueName": "%" + config.Queue + "%/$DeadLetterQueue", "connection": config.ServiceBusConnString}}},
 }
 
 func TestFunctionBindings(t *testing.T) {

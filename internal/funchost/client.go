@@ -44,6 +44,9 @@ type ServiceBusMeta struct {
 	// every numeric metadata value; false sends a JSON number, as the
 	// documentation's examples show.
 	DeliveryCountAsString bool
+	// ApplicationProperties of the message; a dead-lettered message carries
+	// DeadLetterReason and DeadLetterErrorDescription there.
+	ApplicationProperties map[string]string
 }
 
 // Layouts the host (Newtonsoft.Json) uses for DateTime and DateTimeOffset.
@@ -61,7 +64,7 @@ func ServiceBusRequest(binding string, body []byte, enc Encoding, meta ServiceBu
 	if meta.EnqueuedTime.IsZero() {
 		enq = time.Now().UTC()
 	}
-	lock := newGUID()
+	lock := NewGUID()
 	deliveryCount := json.RawMessage(strconv.Itoa(meta.DeliveryCount))
 	if meta.DeliveryCountAsString {
 		deliveryCount = mustJSON(strconv.Itoa(meta.DeliveryCount))
@@ -84,6 +87,10 @@ func ServiceBusRequest(binding string, body []byte, enc Encoding, meta ServiceBu
 		"SequenceNumber":        mustJSON(strconv.FormatInt(meta.SequenceNumber, 10)),
 		"ApplicationProperties": json.RawMessage(`{}`),
 		"UserProperties":        json.RawMessage(`{}`),
+	}
+	if len(meta.ApplicationProperties) > 0 {
+		props, _ := json.Marshal(meta.ApplicationProperties) // strings only: cannot fail
+		md["ApplicationProperties"], md["UserProperties"] = props, props
 	}
 	return Request{Data: map[string]json.RawMessage{binding: encodeBody(body, enc)}, Metadata: md}
 }
@@ -143,14 +150,27 @@ func TimerRequest(binding string, now time.Time, pastDue bool, last *time.Time) 
 // HTTPTriggerRequest builds the request for an HTTP trigger named binding
 // with no body (a GET), with the route params and query given.
 func HTTPTriggerRequest(binding string, method, rawURL string, params, query map[string]string) Request {
+	return NewHTTPTriggerRequest(binding, HTTPRequest{Method: method, URL: rawURL, Params: params, Query: query})
+}
+
+// NewHTTPTriggerRequest builds the request for an HTTP trigger named
+// binding as the host sends it: the request's Url, Method, Query, Headers
+// (each a list of values; Host from the URL when not given), Params and
+// Body in Data, and Query, Headers and each route param again in Metadata.
+func NewHTTPTriggerRequest(binding string, hr HTTPRequest) Request {
+	params, query := hr.Params, hr.Query
 	if params == nil {
 		params = map[string]string{}
 	}
 	if query == nil {
 		query = map[string]string{}
 	}
-	headers := map[string][]string{}
-	if u, err := url.Parse(rawURL); err == nil && u.Host != "" {
+	headers := make(map[string][]string, len(hr.Headers)+1)
+	for k, v := range hr.Headers {
+		headers[k] = v
+	}
+	given := HTTPRequest{Headers: headers}
+	if u, err := url.Parse(hr.URL); err == nil && u.Host != "" && given.Header("Host") == "" {
 		headers["Host"] = []string{u.Host}
 	}
 	v := struct {
@@ -159,8 +179,9 @@ func HTTPTriggerRequest(binding string, method, rawURL string, params, query map
 		Query      map[string]string
 		Headers    map[string][]string
 		Params     map[string]string
+		Body       string `json:",omitempty"`
 		Identities []any
-	}{rawURL, strings.ToUpper(method), query, headers, params, []any{}}
+	}{hr.URL, strings.ToUpper(hr.Method), query, headers, params, hr.Body, []any{}}
 	b, _ := json.Marshal(v)
 	md := map[string]json.RawMessage{}
 	md["Query"], _ = json.Marshal(query)
@@ -187,7 +208,7 @@ func Invoke(ctx context.Context, c *http.Client, baseURL, function string, req R
 	}
 	if _, ok := md["sys"]; !ok {
 		md["sys"], _ = json.Marshal(struct{ MethodName, UtcNow, RandGuid string }{
-			function, time.Now().UTC().Format(time.RFC3339Nano), newGUID(),
+			function, time.Now().UTC().Format(time.RFC3339Nano), NewGUID(),
 		})
 	}
 	data := req.Data
@@ -204,7 +225,7 @@ func Invoke(ctx context.Context, c *http.Client, baseURL, function string, req R
 		return nil, 0, fmt.Errorf("funchost: invoke %s: %w", function, err)
 	}
 	hr.Header.Set("Content-Type", "application/json; charset=utf-8")
-	hr.Header.Set(HeaderInvocationID, newGUID())
+	hr.Header.Set(HeaderInvocationID, NewGUID())
 	hr.Header.Set(HeaderHostVersion, "4-local")
 	hr.Header.Set("User-Agent", "Azure-Functions-Host/4-local")
 	res, err := c.Do(hr)
@@ -271,8 +292,9 @@ func WaitReady(ctx context.Context, c *http.Client, baseURL string) error {
 	}
 }
 
-// newGUID returns a random (version 4) GUID.
-func newGUID() string {
+// NewGUID returns a random (version 4) GUID, as the host, Service Bus
+// Explorer and Event Grid give invocations, messages and events.
+func NewGUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	b[6] = b[6]&0x0f | 0x40

@@ -278,6 +278,19 @@ func (r *Request) HTTP(binding string) (HTTPRequest, error) {
 	return hr, nil
 }
 
+// Header returns the values of the named request header joined by ", ",
+// matching the name without regard to case (the host passes header names
+// as the client sent them); "" when absent.
+func (h HTTPRequest) Header(name string) string {
+	var vals []string
+	for k, v := range h.Headers {
+		if strings.EqualFold(k, name) {
+			vals = append(vals, v...)
+		}
+	}
+	return strings.Join(vals, ", ")
+}
+
 // stringMap reads {"k":"v"} given as an object or as a JSON string holding
 // one; values are rendered with renderScalar.
 func stringMap(raw json.RawMessage) (map[string]string, error) {

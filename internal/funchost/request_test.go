@@ -286,3 +286,53 @@ func FuzzPayload(f *testing.F) {
 		_ = req.Sys()
 	})
 }
+
+func TestHTTPHeader(t *testing.T) {
+	hr := HTTPRequest{Headers: map[string][]string{"accept": {"text/html", "application/xhtml+xml"}, "X-Forwarded-For": {"203.0.113.7"}}}
+	if got := hr.Header("Accept"); got != "text/html, application/xhtml+xml" {
+		t.Errorf("Header(Accept) = %q: the name matches without regard to case, values are joined", got)
+	}
+	if got := hr.Header("x-forwarded-for"); got != "203.0.113.7" {
+		t.Errorf("Header(x-forwarded-for) = %q", got)
+	}
+	if got := hr.Header("Cookie"); got != "" {
+		t.Errorf("absent header = %q", got)
+	}
+}
+
+func TestNewHTTPTriggerRequestRoundTrip(t *testing.T) {
+	in := HTTPRequest{
+		URL: "http://127.0.0.1:7071/api/runs/s-1?format=html", Method: "get",
+		Query:   map[string]string{"format": "html"},
+		Headers: map[string][]string{"Accept": {"text/html,*/*;q=0.8"}, "User-Agent": {"Mozilla/5.0 <x>"}},
+		Params:  map[string]string{"runId": "s-1"},
+	}
+	req := NewHTTPTriggerRequest("req", in)
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Request
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	got, err := back.HTTP("req")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in
+	want.Method = "GET"
+	want.Headers = map[string][]string{"Accept": {"text/html,*/*;q=0.8"}, "User-Agent": {"Mozilla/5.0 <x>"}, "Host": {"127.0.0.1:7071"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip =\n%+v\nwant\n%+v", got, want)
+	}
+	if got := back.MetaString("runId"); got != "s-1" {
+		t.Errorf("route param metadata = %q", got)
+	}
+	in.Headers = map[string][]string{"host": {"front.example"}}
+	again := NewHTTPTriggerRequest("req", in)
+	got, _ = again.HTTP("req")
+	if h := got.Header("Host"); h != "front.example" {
+		t.Errorf("a given Host header is kept, got %q", h)
+	}
+}

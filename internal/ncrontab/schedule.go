@@ -1,4 +1,4 @@
-// Package schedule parses NCRONTAB expressions, the six-field cron syntax of
+// Package ncrontab parses NCRONTAB expressions, the six-field cron syntax of
 // Azure Functions timer triggers ("{second} {minute} {hour} {day} {month}
 // {day-of-week}"), and computes occurrences in UTC. WEBSITE_TIME_ZONE is not
 // supported (it is not available on Linux Flex Consumption either).

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func utc(s string) time.Time {
@@ -44,14 +47,12 @@ func TestNext(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.expr+"@"+tt.after, func(t *testing.T) {
 			s, err := Parse(tt.expr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			after, _ := time.Parse(time.RFC3339Nano, tt.after)
+			require.NoError(t, err)
+			after, err := time.Parse(time.RFC3339Nano, tt.after)
+			require.NoError(t, err)
 			got := s.Next(after)
-			if !got.Equal(utc(tt.want)) || got.Location() != time.UTC {
-				t.Errorf("Next(%s) = %s, want %s", tt.after, got, tt.want)
-			}
+			assert.WithinDuration(t, utc(tt.want), got, 0, "Next(%s)", tt.after)
+			assert.Equal(t, time.UTC, got.Location())
 		})
 	}
 }
@@ -74,13 +75,10 @@ func TestPrev(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.expr+"@"+tt.at, func(t *testing.T) {
 			s, err := Parse(tt.expr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			at, _ := time.Parse(time.RFC3339Nano, tt.at)
-			if got := s.Prev(at); !got.Equal(utc(tt.want)) {
-				t.Errorf("Prev(%s) = %s, want %s", tt.at, got, tt.want)
-			}
+			require.NoError(t, err)
+			at, err := time.Parse(time.RFC3339Nano, tt.at)
+			require.NoError(t, err)
+			assert.WithinDuration(t, utc(tt.want), s.Prev(at), 0, "Prev(%s)", tt.at)
 		})
 	}
 }
@@ -118,13 +116,9 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {
 			s, err := Parse(tt.expr)
-			if err == nil {
-				t.Fatalf("Parse(%q) = %v, want error", tt.expr, s)
-			}
+			require.Error(t, err, "Parse(%q) = %v", tt.expr, s)
 			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
+				assert.ErrorContains(t, err, w)
 			}
 		})
 	}
@@ -132,12 +126,8 @@ func TestParseErrors(t *testing.T) {
 
 func TestString(t *testing.T) {
 	s, err := Parse("  0  0   2 * *  * ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := s.String(); got != "0 0 2 * * *" {
-		t.Errorf("String() = %q", got)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "0 0 2 * * *", s.String())
 }
 
 // TestMatchesBruteForce compares Next with a second-by-second scan.
@@ -145,23 +135,15 @@ func TestMatchesBruteForce(t *testing.T) {
 	exprs := []string{"*/7 */13 * * * *", "0 0 */5 * * 2,4", "30 15 10 1-7 * mon"}
 	for _, e := range exprs {
 		s, err := Parse(e)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		start := utc("2024-02-27T22:00:00Z")
 		want := start
 		for i := 0; i < 40; i++ {
 			got := s.Next(want)
 			b, ok := bruteNext(s, want, 62*24*time.Hour)
-			if !ok {
-				t.Fatalf("%s: no brute-force match after %s", e, want)
-			}
-			if !got.Equal(b) {
-				t.Fatalf("%s: Next(%s) = %s, brute force %s", e, want, got, b)
-			}
-			if p := s.Prev(got.Add(999 * time.Millisecond)); !p.Equal(got) {
-				t.Fatalf("%s: Prev(%s) = %s", e, got, p)
-			}
+			require.True(t, ok, "%s: no brute-force match after %s", e, want)
+			require.WithinDuration(t, b, got, 0, "%s: Next(%s) against brute force", e, want)
+			require.WithinDuration(t, got, s.Prev(got.Add(999*time.Millisecond)), 0, "%s: Prev(%s)", e, got)
 			want = got
 		}
 	}
@@ -203,28 +185,19 @@ func FuzzSchedule(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := Parse(s.String()); err != nil {
-			t.Fatalf("String() %q does not parse: %v", s.String(), err)
-		}
+		_, err = Parse(s.String())
+		require.NoError(t, err, "String() %q does not parse", s.String())
 		at := time.Unix(unix%(1<<34), 0).UTC() // years ~1425..2514
 		p := s.Prev(at)
 		if !p.IsZero() {
-			if p.After(at) || !matches(s, p) {
-				t.Fatalf("Prev(%s) = %s", at, p)
-			}
+			require.True(t, !p.After(at) && matches(s, p), "Prev(%s) = %s", at, p)
 			n := s.Next(p)
-			if !n.After(at) || !matches(s, n) {
-				t.Fatalf("Next(Prev(%s)) = Next(%s) = %s, want a match after %s", at, p, n, at)
-			}
+			require.True(t, n.After(at) && matches(s, n), "Next(Prev(%s)) = Next(%s) = %s, want a match after %s", at, p, n, at)
 		}
 		n := s.Next(at)
 		if !n.IsZero() {
-			if !n.After(at) || !matches(s, n) {
-				t.Fatalf("Next(%s) = %s", at, n)
-			}
-			if back := s.Prev(n); !back.Equal(n) {
-				t.Fatalf("Prev(Next(%s)) = %s, want %s", at, back, n)
-			}
+			require.True(t, n.After(at) && matches(s, n), "Next(%s) = %s", at, n)
+			require.WithinDuration(t, n, s.Prev(n), 0, "Prev(Next(%s))", at)
 		}
 	})
 }

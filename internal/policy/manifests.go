@@ -715,6 +715,7 @@ func (s *mstate) emit(order []int32, emit func(Decision) error) error {
 					d.After = append(d.After, s.recs[r.subject].digest)
 				}
 				d.AfterReason = ReasonReferrer
+				d.Subject = s.recs[r.subject].digest
 			}
 		default:
 			d.Reason = reasonCodes[r.reason]
@@ -723,7 +724,7 @@ func (s *mstate) emit(order []int32, emit func(Decision) error) error {
 			d.Rule = rp.manRules[r.rule].Name
 		}
 		if d.Reason == "" { // cannot happen; never delete on a bug
-			d.Delete, d.Reason, d.After, d.AfterReason = false, ReasonTagged, nil, ""
+			d.Delete, d.Reason, d.After, d.AfterReason, d.Subject = false, ReasonTagged, nil, "", ""
 		}
 		if err := emit(d); err != nil {
 			return err

@@ -72,6 +72,9 @@ type Decision struct {
 	// in After survives: ReasonReferrer when After names its subject,
 	// otherwise (only parent indexes) ReasonIndexChild. Empty when After is.
 	AfterReason Reason
+	// Subject is the digest of this referrer's subject when the plan
+	// deletes the subject too: the registry removes the referrer with it.
+	Subject string
 }
 
 // MinUntaggedAge is a safety floor: an untagged manifest whose

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/acrpurge/acrpurge/internal/acr"
 )
 
@@ -190,17 +193,47 @@ func TestRepositoryMatchTimeout(t *testing.T) {
 }
 
 func TestHash(t *testing.T) {
-	a := mustParse(t, `{"rules":[{"filters":["a:.*"],"ago":"1d"}]}`)
-	b := mustParse(t, `{"rules":[{"name":"rule-1","filters":["a:.*"],"ago":"1d"}],"filterTimeout":"60s","protect":[]}`)
-	c := mustParse(t, `{"rules":[{"filters":["a:.*"],"ago":"2d"}]}`)
-	if a.Hash() != b.Hash() {
-		t.Errorf("normalised-equal policies hash differently: %s %s", a.Hash(), b.Hash())
+	const base = `{"rules":[{"name":"ci","filters":["a:.*","b:^pr-"],"ago":"1d","keep":2,"untagged":true,"protect":["^stable$"]}],"protect":["^latest$"],"filterTimeout":"5s"}`
+	want := mustParse(t, base).Hash()
+	require.Regexp(t, `^[0-9a-f]{12}$`, want)
+
+	// The same policy written differently: other key order, whitespace and
+	// number form, explicit defaults. Each document is parsed afresh.
+	for name, js := range map[string]string{
+		"reordered": `{
+			"filterTimeout": 5,
+			"protect": [ "^latest$" ],
+			"rules": [ { "protect": ["^stable$"], "untagged": true, "keep": 2,
+			             "ago": "1d", "filters": ["a:.*", "b:^pr-"], "name": "ci" } ]
+		}`,
+		"explicit defaults": `{"rules":[{"name":"ci","filters":["a:.*","b:^pr-"],"ago":"1d","keep":2,"untagged":true,"untaggedOnly":false,"includeLocked":false,"protect":["^stable$"]}],"protect":["^latest$"],"filterTimeout":"5s"}`,
+	} {
+		assert.Equal(t, want, mustParse(t, js).Hash(), name)
 	}
-	if a.Hash() == c.Hash() {
-		t.Errorf("different policies hash the same: %s", a.Hash())
-	}
-	if len(a.Hash()) != 12 || a.Hash() != a.Hash() {
-		t.Errorf("hash %q not stable/short", a.Hash())
+	// Unnamed rules hash as their default names.
+	assert.Equal(t,
+		mustParse(t, `{"rules":[{"name":"rule-1","filters":["a:.*"],"ago":"1d"}],"filterTimeout":"60s","protect":[]}`).Hash(),
+		mustParse(t, `{"rules":[{"filters":["a:.*"],"ago":"1d"}]}`).Hash())
+
+	// Any change of meaning gives another hash, and no two variants collide.
+	seen := map[string]string{want: "base"}
+	for name, js := range map[string]string{
+		"name":          strings.Replace(base, `"name":"ci"`, `"name":"cd"`, 1),
+		"filter":        strings.Replace(base, `"a:.*"`, `"a:^v"`, 1),
+		"filter order":  strings.Replace(base, `["a:.*","b:^pr-"]`, `["b:^pr-","a:.*"]`, 1),
+		"ago":           strings.Replace(base, `"ago":"1d"`, `"ago":"2d"`, 1),
+		"keep":          strings.Replace(base, `"keep":2`, `"keep":3`, 1),
+		"untagged":      strings.Replace(base, `"untagged":true`, `"untagged":false`, 1),
+		"includeLocked": strings.Replace(base, `"untagged":true`, `"untagged":true,"includeLocked":true`, 1),
+		"rule protect":  strings.Replace(base, `["^stable$"]`, `["^stable$","^rc$"]`, 1),
+		"protect":       strings.Replace(base, `["^latest$"]`, `[]`, 1),
+		"filterTimeout": strings.Replace(base, `"5s"`, `"6s"`, 1),
+		"second rule":   strings.Replace(base, `}],"protect"`, `},{"untaggedOnly":true}],"protect"`, 1),
+	} {
+		require.NotEqual(t, base, js, "%s: replacement did not apply", name)
+		h := mustParse(t, js).Hash()
+		assert.NotContains(t, seen, h, "%s hashes as %s", name, seen[h])
+		seen[h] = name
 	}
 }
 

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/policy"
 )
 
-// dispatcher starts deletes of one phase of one repository, each holding a
-// slot of the executor's shared semaphore, and remembers the first error
-// that must stop the repository.
+// dispatcher is the verifier stage of one phase of one repository: it takes
+// planned deletions in order, makes sure each was read recently enough
+// (re-reading them in bulk when not), and starts the delete of each one
+// still as planned in a slot of the executor's shared semaphore. It
+// remembers the first error that must stop the repository.
 type dispatcher struct {
 	r      *repoRun
 	ctx    context.Context
@@ -26,46 +29,62 @@ func (r *repoRun) newDispatcher(ctx context.Context, cancel context.CancelFunc) 
 	return &dispatcher{r: r, ctx: ctx, cancel: cancel}
 }
 
-// run starts a delete for every decision. It returns errStopped once the
-// deadline has passed (the remaining decisions are reported not-started),
-// or the first error that stopped the repository.
-func (d *dispatcher) run(decs []policy.Decision, del func(context.Context, policy.Decision) error) error {
-	for i, dec := range decs {
+// run handles every item in order and returns once each has been settled
+// or has its delete started. Reads happen here, outside the delete slots:
+// an item whose last read is missing or older than refreshAge is read again
+// (with the items after it, one listing page for many) before it waits for
+// a slot. It returns errStopped once the deadline has passed (the remaining
+// items are reported not-started), or the first error that stopped the
+// repository.
+func (d *dispatcher) run(items []*item) error {
+	r := d.r
+	for i, it := range items {
 		if err := d.failure(); err != nil {
 			return err
 		}
-		if d.r.pastDeadline() {
-			d.r.markStopped()
-			for _, rest := range decs[i:] {
-				d.r.report(rest, OutcomeNotStarted, nil)
-			}
+		if r.pastDeadline() {
+			r.markStopped()
+			r.notStarted(items[i:])
 			return errStopped
 		}
-		if d.r.job.DryRun {
-			d.r.deleted(dec, OutcomeWouldDelete)
+		if r.job.DryRun {
+			r.deleted(it.d, OutcomeWouldDelete)
+			continue
+		}
+		if r.needsRead(it) {
+			if err := r.verify(d.ctx, items[i:]); err != nil {
+				if stop := r.deleteFailed(d.ctx, it.d, err); stop != nil {
+					d.fail(stop)
+					r.notStarted(items[i+1:])
+					return stop
+				}
+				r.left(it.d) // recorded as a failed delete; it stays
+				continue
+			}
+		}
+		if it.verdict != verdictDelete {
+			r.settle(it.d, it.verdict)
 			continue
 		}
 		select {
-		case d.r.e.sem <- struct{}{}:
+		case r.e.sem <- struct{}{}:
 		case <-d.ctx.Done():
 			if err := d.failure(); err != nil {
 				return err
 			}
 			return d.ctx.Err()
 		}
-		if d.r.pastDeadline() { // the wait for a slot may have crossed it
-			<-d.r.e.sem
-			d.r.markStopped()
-			for _, rest := range decs[i:] {
-				d.r.report(rest, OutcomeNotStarted, nil)
-			}
+		if r.pastDeadline() { // the wait for a slot may have crossed it
+			<-r.e.sem
+			r.markStopped()
+			r.notStarted(items[i:])
 			return errStopped
 		}
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			defer func() { <-d.r.e.sem }()
-			if err := del(d.ctx, dec); err != nil {
+			defer func() { <-r.e.sem }()
+			if err := r.delete(d.ctx, it); err != nil {
 				d.fail(err)
 			}
 		}()
@@ -100,6 +119,12 @@ func (r *repoRun) markStopped() {
 	r.mu.Unlock()
 }
 
+func (r *repoRun) notStarted(items []*item) {
+	for _, it := range items {
+		r.report(it.d, OutcomeNotStarted, nil)
+	}
+}
+
 func (r *repoRun) deleted(d policy.Decision, o Outcome) {
 	r.mu.Lock()
 	if d.Kind == policy.KindTag {
@@ -110,9 +135,59 @@ func (r *repoRun) deleted(d policy.Decision, o Outcome) {
 		if r.gone != nil {
 			r.gone[d.Digest] = true
 		}
+		if r.ours != nil && o == OutcomeDeleted {
+			r.ours[d.Digest] = true
+		}
 	}
 	r.mu.Unlock()
 	r.report(d, o, nil)
+}
+
+// uncertain counts a delete whose outcome is unknown.
+func (r *repoRun) uncertain() {
+	r.mu.Lock()
+	r.res.Uncertain++
+	r.mu.Unlock()
+}
+
+// ambiguous reports whether a failed delete may still have been carried
+// out: no answer came back (cancelled, network failure), or a 5xx whose
+// request the registry may have acted on. A 4xx answer is definite.
+func ambiguous(err error) bool {
+	var ae *acr.Error
+	if errors.As(err, &ae) && ae.StatusCode != 0 {
+		return ae.StatusCode >= 500
+	}
+	return true
+}
+
+// vanished records a planned deletion whose item was already gone: ours
+// when the registry removed it with a subject this run deleted (a referrer
+// goes with its subject), otherwise someone else's, not counted, so that
+// two deliveries racing on one repository never count one delete twice.
+func (r *repoRun) vanished(d policy.Decision) {
+	r.mu.Lock()
+	cascaded := d.Subject != "" && r.ours[d.Subject]
+	if !cascaded {
+		r.res.AlreadyGone++
+		if r.gone != nil && d.Kind == policy.KindManifest {
+			r.gone[d.Digest] = true
+		}
+	}
+	r.mu.Unlock()
+	if cascaded {
+		r.deleted(d, OutcomeDeleted)
+		return
+	}
+	r.report(d, OutcomeGone, nil)
+}
+
+// left tells the planner that a tag it chose to delete is still there, so
+// its manifest counts as tagged and survives.
+func (r *repoRun) left(d policy.Decision) {
+	if d.Kind == policy.KindTag {
+		r.pl.TagDeleteFailed(d.Digest)
+	}
 }
 
 var unlocked = func() acr.Attributes {
@@ -126,107 +201,98 @@ var unlocked = func() acr.Attributes {
 // it; the next run will decide afresh.
 const ReasonChanged policy.Reason = "changed-since-planning"
 
-// verdict is what a fresh read says about an item about to be deleted.
-type verdict int
+// ReasonUnverified keeps an item that could not be read within MaxVerifyAge
+// of its delete: the registry answered reads too slowly (a read itself took
+// longer than the bound, several times). The next run will try again.
+const ReasonUnverified policy.Reason = "not-verified-in-time"
 
-const (
-	verdictDelete  verdict = iota
-	verdictGone            // already deleted by someone else
-	verdictChanged         // not what was planned: keep
-	verdictLocked          // locked since planning: keep
-)
-
-// checkTag reads the tag again just before deleting it: DELETE removes
-// whatever the name points at now, which may no longer be what was planned.
-func (r *repoRun) checkTag(ctx context.Context, d policy.Decision) (verdict, acr.Attributes, error) {
-	cur, err := r.e.reg.GetTag(ctx, r.job.Repository, d.Tag)
-	switch {
-	case acr.IsNotFound(err):
-		return verdictGone, acr.Attributes{}, nil
-	case err != nil:
-		return 0, acr.Attributes{}, err
-	case cur.Digest != d.Digest || !cur.LastUpdateTime.Equal(d.Updated):
-		return verdictChanged, cur.Attributes, nil
-	case cur.Attributes.Locked() && !d.Unlock:
-		return verdictLocked, cur.Attributes, nil
-	}
-	return verdictDelete, cur.Attributes, nil
-}
-
-// checkManifest reads the manifest again just before deleting it: deleting a
-// manifest also deletes any tag given to it since it was listed.
-func (r *repoRun) checkManifest(ctx context.Context, d policy.Decision) (verdict, acr.Attributes, error) {
-	cur, err := r.e.reg.GetManifest(ctx, r.job.Repository, d.Digest)
-	switch {
-	case acr.IsNotFound(err):
-		return verdictGone, acr.Attributes{}, nil
-	case err != nil:
-		return 0, acr.Attributes{}, err
-	case len(cur.Tags) > 0 || (!d.Updated.IsZero() && !cur.LastUpdateTime.Equal(d.Updated)):
-		return verdictChanged, cur.Attributes, nil
-	case cur.Attributes.Locked() && !d.Unlock:
-		return verdictLocked, cur.Attributes, nil
-	}
-	return verdictDelete, cur.Attributes, nil
-}
-
-func (r *repoRun) deleteTag(ctx context.Context, d policy.Decision) error {
-	reg, repo := r.e.reg, r.job.Repository
-	gone, err := r.deleteChecked(ctx, d, r.checkTag,
-		func(ctx context.Context, a acr.Attributes) error { return reg.UpdateTagAttributes(ctx, repo, d.Tag, a) },
-		func(ctx context.Context) error { return reg.DeleteTag(ctx, repo, d.Tag) })
-	if !gone {
-		r.pl.TagDeleteFailed(d.Digest) // the tag stays, so its manifest stays tagged
-	}
-	return err
-}
-
-func (r *repoRun) deleteManifest(ctx context.Context, d policy.Decision) error {
-	reg, repo := r.e.reg, r.job.Repository
-	_, err := r.deleteChecked(ctx, d, r.checkManifest,
-		func(ctx context.Context, a acr.Attributes) error {
-			return reg.UpdateManifestAttributes(ctx, repo, d.Digest, a)
-		},
-		func(ctx context.Context) error { return reg.DeleteManifest(ctx, repo, d.Digest) })
-	return err
-}
-
-// deleteChecked verifies the item, unlocks it if the plan says so, deletes
-// it, and puts a lock back if the delete then fails. gone reports whether
-// the item is gone afterwards; err is an error that stops the repository.
-func (r *repoRun) deleteChecked(ctx context.Context, d policy.Decision,
-	check func(context.Context, policy.Decision) (verdict, acr.Attributes, error),
-	setAttrs func(context.Context, acr.Attributes) error,
-	del func(context.Context) error) (gone bool, err error) {
-	v, attrs, err := check(ctx, d)
-	if err != nil {
-		return false, r.deleteFailed(ctx, d, err)
-	}
+// settle records an item that is not deleted here, for what a read found.
+// It reports whether the item is gone.
+func (r *repoRun) settle(d policy.Decision, v verdict) (gone bool) {
 	switch v {
 	case verdictGone:
-		r.deleted(d, OutcomeDeleted)
-		return true, nil
-	case verdictChanged:
-		r.keepAs(d, ReasonChanged, OutcomeKept)
-		return false, nil
+		// Deleted by someone else, or with its subject: done either way,
+		// as a delete answering 404 is; counted only in the second case.
+		r.vanished(d)
+		return true
 	case verdictLocked:
 		r.keepAs(d, policy.ReasonLocked, OutcomeLocked)
-		return false, nil
+	case verdictUnverified:
+		r.keepAs(d, ReasonUnverified, OutcomeKept)
+	default:
+		r.keepAs(d, ReasonChanged, OutcomeKept)
 	}
-	unlockedHere := d.Unlock && attrs.Locked()
+	r.left(d)
+	return false
+}
+
+// delete runs in the item's slot: it unlocks the item if the plan says so,
+// deletes it, and puts a lock back if the delete then fails. Both requests
+// carry the item's guard, so neither is sent on a read older than
+// MaxVerifyAge. The returned error stops the repository.
+func (r *repoRun) delete(ctx context.Context, it *item) error {
+	reg, repo, d := r.reg, r.job.Repository, it.d
+	setAttrs := func(ctx context.Context, a acr.Attributes) error {
+		return reg.UpdateManifestAttributes(ctx, repo, d.Digest, a)
+	}
+	del := func(ctx context.Context) error { return reg.DeleteManifest(ctx, repo, d.Digest) }
+	if d.Kind == policy.KindTag {
+		setAttrs = func(ctx context.Context, a acr.Attributes) error { return reg.UpdateTagAttributes(ctx, repo, d.Tag, a) }
+		del = func(ctx context.Context) error { return reg.DeleteTag(ctx, repo, d.Tag) }
+	}
+	orig := it.attrs
+	guard := r.guard(ctx, it)
+	gctx := acr.WithSendGuard(ctx, guard)
+	// The delete's own context counts its attempts (a guard check precedes
+	// each) and learns of a 404: an item found gone after an attempt of
+	// ours was sent may be our own doing, its answer lost.
+	var notFound, afterRetry atomic.Bool
+	var sent atomic.Int32
+	dctx := acr.WithGoneNotice(acr.WithSendGuard(ctx, func() error {
+		sent.Add(1)
+		return guard()
+	}), func(retried bool) {
+		notFound.Store(true)
+		afterRetry.Store(retried)
+	})
+	unlockedHere := d.Unlock && orig.Locked()
 	if unlockedHere {
-		if err := setAttrs(ctx, unlocked()); err != nil && !acr.IsNotFound(err) {
-			return false, r.deleteFailed(ctx, d, err)
+		if err := setAttrs(gctx, unlocked()); err != nil && !acr.IsNotFound(err) {
+			if v, ok := verdictOf(err); ok {
+				r.settle(d, v)
+				return nil
+			}
+			r.left(d)
+			return r.deleteFailed(ctx, d, err)
 		}
 	}
-	if err := del(ctx); err != nil {
-		if unlockedHere {
-			r.relock(d, attrs, setAttrs)
+	if err := del(dctx); err != nil {
+		v, ok := verdictOf(err)
+		if unlockedHere && (!ok || v != verdictGone) {
+			r.relock(d, orig, setAttrs)
 		}
-		return false, r.deleteFailed(ctx, d, err)
+		if ok {
+			if v == verdictGone && sent.Load() > 1 {
+				r.uncertain() // refused on a retry: the lost attempt may have deleted it
+			}
+			r.settle(d, v)
+			return nil
+		}
+		if ambiguous(err) {
+			r.uncertain()
+		}
+		r.left(d)
+		return r.deleteFailed(ctx, d, err)
+	}
+	if notFound.Load() {
+		if afterRetry.Load() {
+			r.uncertain() // maybe our own lost attempt deleted it
+		}
+		r.vanished(d)
+		return nil
 	}
 	r.deleted(d, OutcomeDeleted)
-	return true, nil
+	return nil
 }
 
 // relock restores the locks of an item whose delete failed after it was
@@ -250,8 +316,9 @@ func (r *repoRun) keepAs(d policy.Decision, reason policy.Reason, o Outcome) {
 	r.report(d, o, nil)
 }
 
-// deleteFailed decides whether a failed delete stops the repository (the
-// returned error) or is recorded and left behind (nil).
+// deleteFailed decides whether a failed delete (or a failed read before
+// it) stops the repository (the returned error) or is recorded and left
+// behind (nil).
 func (r *repoRun) deleteFailed(ctx context.Context, d policy.Decision, err error) error {
 	var ae *acr.Error
 	switch {

@@ -8,6 +8,33 @@
 // flight (shared by every repository the executor works on), a soft deadline
 // after which no new delete starts, and a Result per repository with counts,
 // a status and, when stopped early, a resume Cursor.
+//
+// RunBatch is the one batch purge of the app and the CLI: one token per
+// batch, the policy and the token's access claim checked per repository
+// (NeededActions, MissingActions), Parallelism repositories at a time, and
+// every repository's outcome through a callback. The Worker adds
+// checkpoints to it, `handler purge` its report.
+//
+// Deletes go through two stages, and every delete is sent at most
+// MaxVerifyAge (2 s) after a read of its item. The verifier stage (one per
+// phase of a repository) takes the planned deletions in order and makes
+// sure each has a recent read: a tag's own listing page is its first read;
+// a manifest has none after planning; a read whose answer is older than
+// MaxVerifyAge/2 is due again. Due items are read before they wait for a
+// delete slot, with the items after them: one listing page (GET _tags
+// from the nearest tag the plan keeps, newest first; GET _manifests from
+// the item's digest) for up to a page of them, or a single GET where a
+// page would not hold two. An item that changed (a tag re-pushed or
+// re-pointed, a manifest tagged or updated), was locked or is gone is
+// settled there, without a slot; a tag missing from where its page should
+// list it is read alone, which tells which. The rest go to the delete
+// slots, where a slot only unlocks (includeLocked) and deletes. Both
+// requests are guarded (acr.WithSendGuard): if, once the limiter and any
+// retry wait are over, the read was sent more than MaxVerifyAge ago, the
+// item is read again with one GET in its slot and deleted only if still
+// as planned. So a delete normally costs one request in its slot, and
+// re-reading costs about one request per page of deletions instead of one
+// per delete.
 package purge
 
 import (
@@ -18,6 +45,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,11 +63,24 @@ type Registry interface {
 	ManifestBody(ctx context.Context, repo, digest string) (*acr.ManifestBody, error)
 	DeleteTag(ctx context.Context, repo, tag string) error
 	DeleteManifest(ctx context.Context, repo, digest string) error
-	// GetTag and GetManifest re-read an item just before it is deleted.
+	// GetTag and GetManifest re-read one item before it is deleted.
 	GetTag(ctx context.Context, repo, tag string) (*acr.Tag, error)
 	GetManifest(ctx context.Context, repo, digest string) (*acr.Manifest, error)
 	UpdateTagAttributes(ctx context.Context, repo, tag string, a acr.Attributes) error
 	UpdateManifestAttributes(ctx context.Context, repo, digest string, a acr.Attributes) error
+}
+
+// PageLister re-reads many items with one request. When the Registry has
+// it (*acr.Client does), the executor re-reads the items about to be
+// deleted a listing page at a time; without it, one GET each.
+type PageLister interface {
+	// TagsPage lists at most n tags after the tag named last (from the
+	// start when last is empty), most recently updated first; more
+	// reports a next page.
+	TagsPage(ctx context.Context, repo, last string, n int) (tags []acr.Tag, more bool, err error)
+	// ManifestsPage lists at most n manifests whose digests sort after
+	// last, by digest; more reports a next page.
+	ManifestsPage(ctx context.Context, repo, last string, n int) (manifests []acr.Manifest, more bool, err error)
 }
 
 // Status is where a repository ended.
@@ -61,9 +103,12 @@ const (
 	OutcomeDeleted     Outcome = "deleted"
 	OutcomeWouldDelete Outcome = "would-delete" // dry run
 	OutcomeKept        Outcome = "kept"
-	OutcomeLocked      Outcome = "locked"      // the registry refused: locked after planning
-	OutcomeFailed      Outcome = "failed"      // the delete failed; the item is still there
-	OutcomeNotStarted  Outcome = "not-started" // the deadline passed before its turn
+	OutcomeLocked      Outcome = "locked" // the registry refused: locked after planning
+	OutcomeFailed      Outcome = "failed" // the delete failed; the item is still there
+	// OutcomeGone: the item was gone when it was re-read or deleted (404),
+	// removed by someone else; not counted as deleted.
+	OutcomeGone       Outcome = "gone"
+	OutcomeNotStarted Outcome = "not-started" // the deadline passed before its turn
 )
 
 // Options configure an Executor.
@@ -74,7 +119,11 @@ type Options struct {
 	// FetchConcurrency bounds manifest-body reads while planning untagged
 	// manifests. Default: Concurrency.
 	FetchConcurrency int
-	// Now is the clock for planning and the deadline. Default time.Now.
+	// VerifyPageSize is the n of the listing pages that re-read items
+	// before their delete. Default acr.DefaultPageSize (100).
+	VerifyPageSize int
+	// Now is the clock for planning, the deadline and the age of reads
+	// (MaxVerifyAge). Default time.Now.
 	Now func() time.Time
 	// OnDecision, if set, sees every decision with its outcome (err set for
 	// OutcomeFailed). It is called from several goroutines.
@@ -99,6 +148,9 @@ func New(reg Registry, opts Options) *Executor {
 	if opts.FetchConcurrency < 1 {
 		opts.FetchConcurrency = opts.Concurrency
 	}
+	if opts.VerifyPageSize < 1 {
+		opts.VerifyPageSize = acr.DefaultPageSize
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -119,6 +171,10 @@ type Job struct {
 	// Deadline is soft: after it no new delete starts, in-flight ones finish
 	// and the result is partial. Zero means none.
 	Deadline time.Time
+	// Registry, if set, serves this job instead of the executor's own (a
+	// client bound to the job's batch token), so that one executor can
+	// serve several batches.
+	Registry Registry
 }
 
 // Result is the outcome of one Job.
@@ -141,6 +197,14 @@ type Result struct {
 	Kept map[policy.Reason]int64
 	// DeleteErrors counts deletes that failed and were left in place.
 	DeleteErrors int64
+	// AlreadyGone counts planned deletions whose item someone else removed
+	// first (not in the deleted counts).
+	AlreadyGone int64
+	// Uncertain counts deletes whose outcome is unknown: the answer was
+	// lost (a cancelled call, a network failure, a 404 after a failed
+	// attempt), so the registry may have deleted the item without our
+	// counting it. The deleted counts are then a lower bound.
+	Uncertain int64
 	// Cursor is set when Status is partial.
 	Cursor   *policy.Cursor
 	Duration time.Duration
@@ -175,7 +239,12 @@ func (e *Executor) Purge(ctx context.Context, job Job) (res Result) {
 		return res
 	}
 
-	r := &repoRun{e: e, job: job, pl: pl, res: &res, log: log}
+	reg := job.Registry
+	if reg == nil {
+		reg = e.reg
+	}
+	pages, _ := reg.(PageLister)
+	r := &repoRun{e: e, reg: reg, pages: pages, job: job, pl: pl, res: &res, log: log}
 	phase := policy.PhaseTags
 	if pl.PlanTags() && (job.Cursor == nil || job.Cursor.Phase != policy.PhaseManifests) {
 		err = r.tags(ctx)
@@ -236,15 +305,22 @@ func transient(err error) bool {
 
 // repoRun is the state of one repository's purge.
 type repoRun struct {
-	e   *Executor
-	job Job
-	pl  *policy.RepoPlanner
-	log *slog.Logger
+	e     *Executor
+	reg   Registry   // the job's, else the executor's
+	pages PageLister // reg's page reads; nil: re-read items one by one
+	job   Job
+	pl    *policy.RepoPlanner
+	log   *slog.Logger
 
-	mu      sync.Mutex // guards res, stopped and gone
+	mu      sync.Mutex // guards res, stopped, gone and listed
 	res     *Result
 	stopped bool
 	gone    map[string]bool // manifests deleted (or, dry run, planned) in this phase
+	ours    map[string]bool // manifests this run deleted (a 2xx answer)
+	listed  int             // manifests the plan listed
+	// singleReads: listing pages did not pay in this phase; re-read
+	// items one by one. Only the verifier stage uses it.
+	singleReads bool
 }
 
 func (r *repoRun) pastDeadline() bool {
@@ -252,6 +328,16 @@ func (r *repoRun) pastDeadline() bool {
 }
 
 func (r *repoRun) report(d policy.Decision, o Outcome, err error) {
+	if o == OutcomeNotStarted && d.Subject != "" {
+		r.mu.Lock()
+		if r.ours[d.Subject] {
+			// The registry removed this referrer with the subject we
+			// deleted, but the run stopped before counting it, and a later
+			// attempt will not list it: the counts are a lower bound.
+			r.res.Uncertain++
+		}
+		r.mu.Unlock()
+	}
 	if f := r.e.opts.OnDecision; f != nil {
 		f(d, o, err)
 	}
@@ -268,53 +354,73 @@ func (r *repoRun) keep(d policy.Decision) {
 // tags streams the tag listing through the planner. Deletes of a page start
 // only after the next page has been fetched: the registry continues a
 // time-ordered listing from the last tag of the previous page, so that tag
-// must still exist when the next page is asked for.
+// must still exist when the next page is asked for. The page is the first
+// read of its deletions (see MaxVerifyAge), as of when it was asked for.
 func (r *repoRun) tags(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := r.newDispatcher(ctx, cancel)
-	var pending []policy.Decision
-	err := r.e.reg.Tags(ctx, r.job.Repository, func(page []acr.Tag) error {
+	var pending []*item
+	anchor := ""     // the last tag listed so far that the plan keeps
+	asked := r.now() // when the page being handled was asked for
+	err := r.reg.Tags(ctx, r.job.Repository, func(page []acr.Tag) error {
+		got := r.now()
 		if r.pastDeadline() {
 			r.markStopped()
 			return errStopped
 		}
-		var dels []policy.Decision
+		var dels []*item
+		i := 0
 		if err := r.pl.TagPage(page, func(dec policy.Decision) error {
-			if dec.Delete {
-				dels = append(dels, dec)
-			} else {
-				r.keep(dec)
+			// One decision per tag, in page order.
+			var cur *acr.Tag
+			if i < len(page) && page[i].Name == dec.Tag {
+				cur = &page[i]
 			}
+			i++
+			if !dec.Delete {
+				r.keep(dec)
+				anchor = dec.Tag
+				return nil
+			}
+			it := &item{d: dec, anchor: anchor}
+			if cur != nil {
+				it.set(tagVerdict(dec, cur), asked, got, cur.Attributes)
+			}
+			dels = append(dels, it)
 			return nil
 		}); err != nil {
 			return err
 		}
-		if err := d.run(pending, r.deleteTag); err != nil {
+		if err := d.run(pending); err != nil {
 			return err
 		}
 		pending = dels
+		asked = r.now()
 		return nil
 	})
 	if err == nil {
-		err = d.run(pending, r.deleteTag)
+		err = d.run(pending)
 	}
 	return firstErr(d.wait(), err)
 }
 
 // manifests lets the planner list manifests and compute what must survive,
 // then deletes what it chose. Deletion decisions arrive only after the
-// listing is complete, so deleting cannot disturb the listing. Deletions
-// that must wait for others (Decision.After: a referrer for its subject, a
-// child for its parent indexes) are held back and deleted only once those
-// are gone (see referrers).
+// listing is complete, so deleting cannot disturb the listing. They are
+// deleted in chunks of manifestChunk, each in digest order so that one
+// listing page re-reads many of them. Deletions that must wait for others
+// (Decision.After: a referrer for its subject, a child for its parent
+// indexes) are held back and deleted only once those are gone (see
+// referrers).
 func (r *repoRun) manifests(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := r.newDispatcher(ctx, cancel)
-	src := repoSource{reg: r.e.reg, repo: r.job.Repository, run: r}
-	r.gone = map[string]bool{}
-	var held []policy.Decision
+	src := repoSource{reg: r.reg, repo: r.job.Repository, run: r}
+	r.gone, r.ours = map[string]bool{}, map[string]bool{}
+	r.singleReads = false
+	var held, chunk []policy.Decision
 	err := r.pl.Manifests(ctx, src, func(dec policy.Decision) error {
 		switch {
 		case !dec.Delete:
@@ -324,12 +430,46 @@ func (r *repoRun) manifests(ctx context.Context) error {
 			held = append(held, dec)
 			return nil
 		}
-		return d.run([]policy.Decision{dec}, r.deleteManifest)
+		chunk = append(chunk, dec)
+		if len(chunk) < manifestChunk {
+			return nil
+		}
+		err := d.run(r.byDigest(chunk))
+		chunk = chunk[:0]
+		return err
 	})
 	if err == nil {
-		err = r.referrers(d, held)
+		err = d.run(r.byDigest(chunk))
 	}
-	return firstErr(d.wait(), err)
+	if err == nil {
+		err = r.referrers(d, held) // starts deletes: wait for them after
+		return firstErr(d.wait(), err)
+	}
+	werr := d.wait()
+	// Stopped before the held deletions' turn: a referrer whose subject
+	// this run deleted went with it, uncounted, and a later attempt will
+	// not list it.
+	for _, dec := range held {
+		r.report(dec, OutcomeNotStarted, nil)
+	}
+	return firstErr(werr, err)
+}
+
+// manifestChunk is how many manifest deletions are sorted and re-read
+// together: more makes the re-read pages denser, and costs memory.
+const manifestChunk = 1000
+
+// byDigest wraps manifest deletions as unread items, sorted by digest
+// (except in a dry run, which reads nothing and keeps the plan's order).
+func (r *repoRun) byDigest(decs []policy.Decision) []*item {
+	items := make([]*item, len(decs))
+	for i, dec := range decs {
+		items[i] = &item{d: dec}
+	}
+	if !r.job.DryRun {
+		slices.SortFunc(items, func(a, b *item) int { return strings.Compare(a.d.Digest, b.d.Digest) })
+	}
+	return items
 }
 
 // referrers deletes held deletions in waves: one goes once every digest in
@@ -387,7 +527,7 @@ func (r *repoRun) referrers(d *dispatcher, held []policy.Decision) error {
 			}
 			return nil
 		}
-		if err := d.run(wave, r.deleteManifest); err != nil {
+		if err := d.run(r.byDigest(wave)); err != nil {
 			return err
 		}
 		held = rest
@@ -431,6 +571,9 @@ func (s repoSource) Manifests(ctx context.Context, fn func([]acr.Manifest) error
 		if err := s.stop(); err != nil {
 			return err
 		}
+		s.run.mu.Lock()
+		s.run.listed += len(page)
+		s.run.mu.Unlock()
 		return fn(page)
 	})
 }

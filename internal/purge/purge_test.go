@@ -75,6 +75,17 @@ func seedApp(env *emutest.Env, repo string) seeded {
 const appPolicy = `{"rules":[{"name":"ci","filters":["team-a/app:^ci-"],"ago":"30d","keep":2,"untagged":true}],
  "protect":["^latest$"]}`
 
+// registry is what *acr.Client gives the executor: the test wrappers embed
+// it, so that the executor re-reads by listing pages as in production.
+type registry interface {
+	purge.Registry
+	purge.PageLister
+}
+
+// singleReads hides the page listings: the executor re-reads with one GET
+// per item, as with a Registry that has none.
+type singleReads struct{ purge.Registry }
+
 func newEnv(t *testing.T, o emutest.Options) *emutest.Env {
 	if o.PageSize == 0 {
 		o.PageSize = 5 // many pages: deletes must never disturb the listing
@@ -270,13 +281,13 @@ func TestDeadlineStopsAndResumeFinishesWithoutRedoing(t *testing.T) {
 
 // racing wraps the registry to change things between planning and deleting.
 type racing struct {
-	purge.Registry
+	registry
 	before func(tag string)
 }
 
 func (r racing) DeleteTag(ctx context.Context, repo, tag string) error {
 	r.before(tag)
-	return r.Registry.DeleteTag(ctx, repo, tag)
+	return r.registry.DeleteTag(ctx, repo, tag)
 }
 
 func TestItemsChangingMidRun(t *testing.T) {
@@ -287,7 +298,7 @@ func TestItemsChangingMidRun(t *testing.T) {
 	client := env.Scoped(repo)
 	f := false
 	var once1, once2 sync.Once
-	wrapped := racing{Registry: client, before: func(tag string) {
+	wrapped := racing{registry: client, before: func(tag string) {
 		switch tag {
 		case "ci-7": // someone else deletes it first: 404 is success
 			once1.Do(func() { require.NoError(t, client.DeleteTag(context.Background(), repo, tag)) })
@@ -307,7 +318,7 @@ func TestItemsChangingMidRun(t *testing.T) {
 
 // counting wraps the registry to measure deletes in flight.
 type counting struct {
-	purge.Registry
+	registry
 	cur, max atomic.Int64
 }
 
@@ -320,7 +331,7 @@ func (c *counting) DeleteTag(ctx context.Context, repo, tag string) error {
 		}
 	}
 	defer c.cur.Add(-1)
-	return c.Registry.DeleteTag(ctx, repo, tag)
+	return c.registry.DeleteTag(ctx, repo, tag)
 }
 
 func TestConcurrencyIsSharedAcrossRepositories(t *testing.T) {
@@ -331,7 +342,7 @@ func TestConcurrencyIsSharedAcrossRepositories(t *testing.T) {
 	for _, r := range repos {
 		seedApp(env, r)
 	}
-	c := &counting{Registry: env.Scoped(repos...)}
+	c := &counting{registry: env.Scoped(repos...)}
 	ex := purge.New(c, purge.Options{Concurrency: 3, Now: env.Registry.Now})
 	var wg sync.WaitGroup
 	for _, r := range repos {
@@ -389,7 +400,7 @@ func assertNoDoubleDeletes(t *testing.T, reg *acremu.Registry) {
 
 // lockingManifests locks a manifest just before its delete is sent.
 type lockingManifests struct {
-	purge.Registry
+	registry
 	reg    *acremu.Registry
 	target string
 }
@@ -401,7 +412,7 @@ func (l lockingManifests) DeleteManifest(ctx context.Context, repo, digest strin
 			return err
 		}
 	}
-	return l.Registry.DeleteManifest(ctx, repo, digest)
+	return l.registry.DeleteManifest(ctx, repo, digest)
 }
 
 func TestReferrerGoesOnlyAfterItsSubject(t *testing.T) {
@@ -416,7 +427,7 @@ func TestReferrerGoesOnlyAfterItsSubject(t *testing.T) {
 	sbom2 := reg.Put(repo, acremu.Artifact{Subject: sig2, ArtifactType: "application/spdx+json", Created: old})
 
 	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d"}]}`)
-	ex := purge.New(lockingManifests{Registry: env.Scoped(repo), reg: reg, target: img2}, purge.Options{Now: reg.Now})
+	ex := purge.New(lockingManifests{registry: env.Scoped(repo), reg: reg, target: img2}, purge.Options{Now: reg.Now})
 	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
 	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
 
@@ -439,27 +450,50 @@ func TestReferrerGoesOnlyAfterItsSubject(t *testing.T) {
 	assert.Equal(t, img1, order[0])
 }
 
-// hooked runs a hook before the pre-delete reads, to change the registry
-// between planning and deleting.
+// hooked changes the registry between planning and deleting: afterTagPage
+// runs once the executor has handled a page of the tag listing,
+// beforeTagRead and beforeManifestRead before every re-read of tags
+// (pages or single ones) and of manifests.
 type hooked struct {
-	purge.Registry
-	beforeTag      func(tag string)
-	beforeManifest func(digest string)
-	deleteTagErr   func(tag string) error
+	registry
+	afterTagPage       func()
+	beforeTagRead      func()
+	beforeManifestRead func()
+	deleteTagErr       func(tag string) error
+}
+
+func call(f func()) {
+	if f != nil {
+		f()
+	}
+}
+
+func (h hooked) Tags(ctx context.Context, repo string, fn func([]acr.Tag) error) error {
+	return h.registry.Tags(ctx, repo, func(page []acr.Tag) error {
+		err := fn(page)
+		call(h.afterTagPage)
+		return err
+	})
 }
 
 func (h hooked) GetTag(ctx context.Context, repo, tag string) (*acr.Tag, error) {
-	if h.beforeTag != nil {
-		h.beforeTag(tag)
-	}
-	return h.Registry.GetTag(ctx, repo, tag)
+	call(h.beforeTagRead)
+	return h.registry.GetTag(ctx, repo, tag)
+}
+
+func (h hooked) TagsPage(ctx context.Context, repo, last string, n int) ([]acr.Tag, bool, error) {
+	call(h.beforeTagRead)
+	return h.registry.TagsPage(ctx, repo, last, n)
 }
 
 func (h hooked) GetManifest(ctx context.Context, repo, digest string) (*acr.Manifest, error) {
-	if h.beforeManifest != nil {
-		h.beforeManifest(digest)
-	}
-	return h.Registry.GetManifest(ctx, repo, digest)
+	call(h.beforeManifestRead)
+	return h.registry.GetManifest(ctx, repo, digest)
+}
+
+func (h hooked) ManifestsPage(ctx context.Context, repo, last string, n int) ([]acr.Manifest, bool, error) {
+	call(h.beforeManifestRead)
+	return h.registry.ManifestsPage(ctx, repo, last, n)
 }
 
 func (h hooked) DeleteTag(ctx context.Context, repo, tag string) error {
@@ -468,38 +502,265 @@ func (h hooked) DeleteTag(ctx context.Context, repo, tag string) error {
 			return err
 		}
 	}
-	return h.Registry.DeleteTag(ctx, repo, tag)
+	return h.registry.DeleteTag(ctx, repo, tag)
 }
 
+// skewed is an executor clock that runs ahead of the registry's by an
+// offset the test moves: it makes reads old without waiting.
+type skewed struct {
+	reg *acremu.Registry
+	off atomic.Int64
+}
+
+func (c *skewed) now() time.Time                  { return c.reg.Now().Add(time.Duration(c.off.Load())) }
+func (c *skewed) advance(d time.Duration)         { c.off.Add(int64(d)) }
+func (c *skewed) frozen() func() time.Time        { t := c.now(); return func() time.Time { return t } }
+func countOf(reg *acremu.Registry, ep string) int { return reg.Stats().Requests[ep] }
+
+// Items changed after they were planned are found by the re-read before
+// their delete and kept: a tag re-pushed onto another image, a leftover
+// manifest tagged. One deleted by someone else meanwhile counts as done
+// and gets no delete of ours. Both with page re-reads and with single GETs.
 func TestChangedSincePlanningIsKept(t *testing.T) {
+	for _, pages := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pages=%v", pages), func(t *testing.T) {
+			env := newEnv(t, emutest.Options{})
+			const repo = "team-a/app"
+			s := seedApp(env, repo)
+			reg := env.Registry
+			client := env.Scoped(repo)
+			fresh := reg.Put(repo, acremu.Artifact{Created: reg.Now(), Seed: "fresh build"})
+			clock := &skewed{reg: reg}
+			var once1, once2 sync.Once
+			h := hooked{registry: client,
+				// Each page's deletions come up for deleting with their
+				// listing read 1.5 s old: they are read again.
+				afterTagPage: func() { clock.advance(1500 * time.Millisecond) },
+				beforeTagRead: func() {
+					once1.Do(func() { // ci-6 re-pushed onto a fresh image after planning
+						require.NoError(t, reg.Tag(repo, "ci-6", fresh, reg.Now()))
+					})
+				},
+				beforeManifestRead: func() {
+					once2.Do(func() { // after the listing: a leftover tagged, another deleted
+						require.NoError(t, reg.Tag(repo, "rescued", s.leftovers[0], reg.Now()))
+						require.NoError(t, client.DeleteManifest(context.Background(), repo, s.leftovers[1]))
+					})
+				}}
+			tags := len(reg.Tags(repo))
+			listed := len(reg.Manifests(repo)) // the tag phase deletes no manifest
+			var r purge.Registry = h
+			if !pages {
+				r = singleReads{h}
+			}
+			ex := purge.New(r, purge.Options{Now: clock.now})
+			res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+			require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+
+			assert.True(t, reg.HasTag(repo, "ci-6"), "a re-pointed tag is not deleted")
+			assert.True(t, reg.HasManifest(repo, fresh))
+			assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-6"]), "its old image stays this run (it counted as tagged)")
+			assert.True(t, reg.HasTag(repo, "rescued"))
+			assert.True(t, reg.HasManifest(repo, s.leftovers[0]), "a manifest tagged after listing is not deleted")
+			assert.EqualValues(t, 2, res.Kept[purge.ReasonChanged])
+			assert.False(t, reg.HasManifest(repo, s.leftovers[1]))
+			assert.Zero(t, reg.Stats().DeleteNotFound, "no delete sent for what was found gone")
+			assert.EqualValues(t, 19-1, res.TagsDeleted, "all planned but ci-6")
+			assert.EqualValues(t, 15+2+2, res.ManifestsDeleted, "the one someone else deleted meanwhile is not counted as ours")
+			assert.EqualValues(t, 1, res.AlreadyGone)
+			if pages {
+				assert.Greater(t, countOf(reg, "tags"), (tags+4)/5, "tag pages were read again")
+				assert.Positive(t, countOf(reg, "get_tag"), "the moved tag is read alone")
+				assert.Greater(t, countOf(reg, "manifests"), (listed+4)/5, "manifest pages were read again")
+			} else {
+				assert.Equal(t, (listed+4)/5, countOf(reg, "manifests"), "the listing only: no page re-reads without PageLister")
+			}
+			assertNoDoubleDeletes(t, reg)
+		})
+	}
+}
+
+// delaying runs a hook just before a tag's delete is handed to the client.
+type delaying struct {
+	registry
+	before func(tag string)
+}
+
+func (d delaying) DeleteTag(ctx context.Context, repo, tag string) error {
+	d.before(tag)
+	return d.registry.DeleteTag(ctx, repo, tag)
+}
+
+// MaxVerifyAge is enforced when the delete is sent: a read 2.5 s old by
+// then (here the clock jumps; in production a wait for the delete budget
+// or a retry) is replaced by a fresh one, which catches a re-push; a read
+// 1.5 s old is trusted.
+func TestReadOlderThanTheBoundIsReadAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		age  time.Duration
+	}{{"2.5s", 2500 * time.Millisecond}, {"1.5s", 1500 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Less(t, 1500*time.Millisecond, purge.MaxVerifyAge)
+			require.Greater(t, 2500*time.Millisecond, purge.MaxVerifyAge)
+			env := newEnv(t, emutest.Options{})
+			const repo = "team-a/app"
+			s := seedApp(env, repo)
+			reg := env.Registry
+			fresh := reg.Put(repo, acremu.Artifact{Created: reg.Now(), Seed: "fresh build"})
+			clock := &skewed{reg: reg}
+			stale := tc.age > purge.MaxVerifyAge
+			var once sync.Once
+			h := delaying{registry: env.Scoped(repo), before: func(tag string) {
+				if tag != "ci-6" {
+					return
+				}
+				once.Do(func() {
+					clock.advance(tc.age)
+					if stale { // re-pushed while the delete waited
+						require.NoError(t, reg.Tag(repo, "ci-6", fresh, reg.Now()))
+					}
+				})
+			}}
+			ex := purge.New(h, purge.Options{Concurrency: 1, Now: clock.now})
+			res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+			require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+			if stale {
+				assert.True(t, reg.HasTag(repo, "ci-6"), "deleted on a read older than MaxVerifyAge")
+				assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-6"]))
+				assert.EqualValues(t, 1, res.Kept[purge.ReasonChanged])
+				assert.Positive(t, countOf(reg, "get_tag"))
+			} else {
+				assert.False(t, reg.HasTag(repo, "ci-6"))
+				assert.Zero(t, countOf(reg, "get_tag"), "a read younger than MaxVerifyAge is not repeated")
+				assert.EqualValues(t, 19, res.TagsDeleted)
+			}
+		})
+	}
+}
+
+// unlocking runs a hook just before a tag's unlock is handed to the client.
+type unlocking struct {
+	registry
+	before func(tag string)
+}
+
+func (u unlocking) UpdateTagAttributes(ctx context.Context, repo, tag string, a acr.Attributes) error {
+	u.before(tag)
+	return u.registry.UpdateTagAttributes(ctx, repo, tag, a)
+}
+
+// includeLocked: the unlock is guarded like the delete. A locked tag whose
+// read grew stale before its unlock is read again; still as planned, it is
+// unlocked and deleted; re-pushed meanwhile, it is neither unlocked nor
+// deleted.
+func TestUnlockIsGuardedToo(t *testing.T) {
+	for _, repush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("repushed=%v", repush), func(t *testing.T) {
+			env := newEnv(t, emutest.Options{})
+			const repo = "team-a/app"
+			s := seedApp(env, repo)
+			reg := env.Registry
+			clock := &skewed{reg: reg}
+			var once sync.Once
+			u := unlocking{registry: env.Scoped(repo), before: func(tag string) {
+				if tag != "ci-release" {
+					return
+				}
+				once.Do(func() {
+					clock.advance(purge.MaxVerifyAge + time.Second)
+					if repush {
+						require.NoError(t, reg.Tag(repo, "ci-release", s.latest, reg.Now()))
+					}
+				})
+			}}
+			pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:^ci-release$"],"ago":"30d","includeLocked":true}]}`)
+			res := purge.New(u, purge.Options{Now: clock.now}).Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+			require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+			assert.Equal(t, 1, countOf(reg, "get_tag"), "the stale read is repeated once, in the slot")
+			if repush {
+				assert.True(t, reg.HasTag(repo, "ci-release"))
+				assert.Zero(t, countOf(reg, "patch_tag"), "not unlocked")
+				assert.EqualValues(t, 1, res.Kept[purge.ReasonChanged])
+				var rel acr.Tag
+				for _, tg := range reg.Tags(repo) {
+					if tg.Name == "ci-release" {
+						rel = tg
+					}
+				}
+				assert.True(t, rel.Attributes.Locked(), "still locked")
+			} else {
+				assert.False(t, reg.HasTag(repo, "ci-release"))
+				assert.Equal(t, 1, countOf(reg, "patch_tag"))
+				assert.EqualValues(t, 1, res.TagsDeleted)
+			}
+		})
+	}
+}
+
+// badPages refuses page re-reads as bad requests.
+type badPages struct{ registry }
+
+func (badPages) ManifestsPage(_ context.Context, repo, _ string, _ int) ([]acr.Manifest, bool, error) {
+	return nil, false, &acr.Error{Op: "list manifests", Repository: repo, StatusCode: 400, Code: "PAGINATION_NUMBER_INVALID"}
+}
+
+// A registry that refuses a page re-read costs GETs, not deletes.
+func TestRefusedPageReadFallsBackToSingleReads(t *testing.T) {
 	env := newEnv(t, emutest.Options{})
 	const repo = "team-a/app"
 	s := seedApp(env, repo)
 	reg := env.Registry
-	fresh := reg.Put(repo, acremu.Artifact{Created: reg.Now(), Seed: "fresh build"})
-	var once1, once2 sync.Once
-	h := hooked{Registry: env.Scoped(repo),
-		beforeTag: func(tag string) {
-			if tag == "ci-6" { // re-pushed onto a fresh image after planning
-				once1.Do(func() { require.NoError(t, reg.Tag(repo, "ci-6", fresh, reg.Now())) })
-			}
-		},
-		beforeManifest: func(digest string) {
-			if digest == s.leftovers[0] { // someone tags a leftover after the listing
-				once2.Do(func() { require.NoError(t, reg.Tag(repo, "rescued", digest, reg.Now())) })
-			}
-		}}
-	ex := purge.New(h, purge.Options{Now: reg.Now})
-	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
+	res := purge.New(badPages{env.Scoped(repo)}, purge.Options{Now: reg.Now}).Purge(t.Context(), purge.Job{Repository: repo, Policy: mustPolicy(t, appPolicy)})
 	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+	assert.Zero(t, res.DeleteErrors)
+	assert.EqualValues(t, 22, res.ManifestsDeleted)
+	assert.False(t, reg.HasManifest(repo, s.leftovers[0]))
+	assert.Equal(t, 22, countOf(reg, "get_manifest_attributes"))
+}
 
-	assert.True(t, reg.HasTag(repo, "ci-6"), "a re-pointed tag is not deleted")
-	assert.True(t, reg.HasManifest(repo, fresh))
-	assert.True(t, reg.HasManifest(repo, s.ciDigest["ci-6"]), "its old image stays this run (it counted as tagged)")
-	assert.True(t, reg.HasTag(repo, "rescued"))
-	assert.True(t, reg.HasManifest(repo, s.leftovers[0]), "a manifest tagged after listing is not deleted")
-	assert.EqualValues(t, 2, res.Kept[purge.ReasonChanged])
-	assertNoDoubleDeletes(t, reg)
+// Re-reading costs about one request per page of deletions, not one per
+// delete; a lone deletion is read with one GET. The clock stands still, so
+// no read ages.
+func TestReReadsAreFewerThanDeletes(t *testing.T) {
+	env := newEnv(t, emutest.Options{})
+	const repo = "team-a/app"
+	reg := env.Registry
+	old := reg.Now().Add(-60 * day)
+	for i := range 40 {
+		reg.Put(repo, acremu.Artifact{Tags: []string{fmt.Sprintf("ci-%02d", i)}, Created: old.Add(-time.Duration(i) * time.Minute), Seed: fmt.Sprint("t", i)})
+		reg.Put(repo, acremu.Artifact{Created: old, Seed: fmt.Sprint("u", i)})
+	}
+	for i := range 10 {
+		reg.Put(repo, acremu.Artifact{Tags: []string{fmt.Sprintf("keep-%d", i)}, Created: old, Seed: fmt.Sprint("k", i)})
+	}
+	clock := &skewed{reg: reg}
+	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:^ci-"],"ago":"30d","untagged":true}]}`)
+	ex := purge.New(env.Scoped(repo), purge.Options{Now: clock.frozen(), VerifyPageSize: 10})
+	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+	require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+	require.EqualValues(t, 40, res.TagsDeleted)
+	require.EqualValues(t, 80, res.ManifestsDeleted)
+
+	// Tags: the listing pages (5 tags each) were their reads.
+	assert.Equal(t, 50/5, countOf(reg, "tags"), "listing pages only")
+	assert.Zero(t, countOf(reg, "get_tag"))
+	// Manifests: 90 listed, 80 deleted, pages of 10 to re-read them.
+	reads := countOf(reg, "manifests") - 90/5 + countOf(reg, "get_manifest_attributes")
+	t.Logf("%d reads before 80 manifest deletes", reads)
+	assert.Positive(t, reads)
+	assert.LessOrEqual(t, reads, 80/10+2)
+	assert.Equal(t, 80, countOf(reg, "delete_manifest"))
+
+	t.Run("lone deletion", func(t *testing.T) {
+		reg.Put(repo, acremu.Artifact{Created: old, Seed: "lone"})
+		reg.ResetStats()
+		res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
+		require.Equal(t, purge.StatusDone, res.Status, res.Reason)
+		assert.EqualValues(t, 1, res.ManifestsDeleted)
+		assert.Equal(t, 1, countOf(reg, "get_manifest_attributes"))
+		assert.Equal(t, 3, countOf(reg, "manifests"), "the listing only (10 manifests, pages of 5)")
+	})
 }
 
 func TestLockIsRestoredWhenDeleteFails(t *testing.T) {
@@ -507,7 +768,7 @@ func TestLockIsRestoredWhenDeleteFails(t *testing.T) {
 	const repo = "team-a/app"
 	seedApp(env, repo)
 	reg := env.Registry
-	h := hooked{Registry: env.Scoped(repo), deleteTagErr: func(tag string) error {
+	h := hooked{registry: env.Scoped(repo), deleteTagErr: func(tag string) error {
 		if tag == "ci-release" {
 			return &acr.Error{Op: "delete tag", Repository: repo, Ref: tag, StatusCode: 400, Code: "TAG_INVALID"}
 		}
@@ -531,14 +792,14 @@ func TestLockIsRestoredWhenDeleteFails(t *testing.T) {
 // slowListing flips the clock past the deadline while the manifests are
 // being listed.
 type slowListing struct {
-	purge.Registry
+	registry
 	pages int
 	late  *atomic.Bool
 }
 
 func (s slowListing) Manifests(ctx context.Context, repo string, fn func([]acr.Manifest) error) error {
 	n := 0
-	return s.Registry.Manifests(ctx, repo, func(p []acr.Manifest) error {
+	return s.registry.Manifests(ctx, repo, func(p []acr.Manifest) error {
 		if n++; n == s.pages {
 			s.late.Store(true)
 		}
@@ -559,7 +820,7 @@ func TestDeadlineDuringPlanning(t *testing.T) {
 		return reg.Now()
 	}
 	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"1d"}]}`)
-	ex := purge.New(slowListing{Registry: env.Scoped(repo), pages: 2, late: &late}, purge.Options{Now: now})
+	ex := purge.New(slowListing{registry: env.Scoped(repo), pages: 2, late: &late}, purge.Options{Now: now})
 	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol, Deadline: reg.Now().Add(time.Minute)})
 	assert.Equal(t, purge.StatusPartial, res.Status, res.Reason)
 	require.NotNil(t, res.Cursor)
@@ -592,7 +853,7 @@ func TestChildrenStayWhenTheirIndexDeleteIsRefused(t *testing.T) {
 			outer := reg.Put(repo, acremu.Artifact{Children: []string{inner}, Created: now.Add(-40 * day), Seed: "outer"})
 
 			pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d"}]}`)
-			locker := lockingManifests{Registry: env.Scoped(repo), reg: reg, target: idx}
+			locker := lockingManifests{registry: env.Scoped(repo), reg: reg, target: idx}
 			var mu sync.Mutex
 			outcomes := map[string]purge.Outcome{}
 			reasons := map[string]policy.Reason{}
@@ -645,7 +906,7 @@ type multiLocking struct {
 
 func (m multiLocking) DeleteManifest(ctx context.Context, repo, digest string) error {
 	if digest == m.second {
-		return lockingManifests{Registry: m.Registry, reg: m.reg, target: digest}.DeleteManifest(ctx, repo, digest)
+		return lockingManifests{registry: m.registry, reg: m.reg, target: digest}.DeleteManifest(ctx, repo, digest)
 	}
 	return m.lockingManifests.DeleteManifest(ctx, repo, digest)
 }
@@ -689,7 +950,7 @@ func TestKeptReferrerKeepsItsSubject(t *testing.T) {
 
 // lostBody answers 404 for one manifest body, as a lagging replica might.
 type lostBody struct {
-	purge.Registry
+	registry
 	digest string
 }
 
@@ -697,7 +958,7 @@ func (l lostBody) ManifestBody(ctx context.Context, repo, digest string) (*acr.M
 	if digest == l.digest {
 		return nil, &acr.Error{Op: "get manifest", Repository: repo, Ref: digest, StatusCode: 404, Code: "MANIFEST_UNKNOWN"}
 	}
-	return l.Registry.ManifestBody(ctx, repo, digest)
+	return l.registry.ManifestBody(ctx, repo, digest)
 }
 
 func TestInconsistentListingIsRetryableAndDeletesNothing(t *testing.T) {
@@ -709,7 +970,7 @@ func TestInconsistentListingIsRetryableAndDeletesNothing(t *testing.T) {
 	idx := reg.Put(repo, acremu.Artifact{Tags: []string{"release"}, Children: []string{kid}, Created: old})
 	reg.Put(repo, acremu.Artifact{Created: old, Seed: "leftover"})
 	pol := mustPolicy(t, `{"rules":[{"filters":["team-a/app:.*"],"untaggedOnly":true,"ago":"30d"}]}`)
-	ex := purge.New(lostBody{Registry: env.Scoped(repo), digest: idx}, purge.Options{Now: reg.Now})
+	ex := purge.New(lostBody{registry: env.Scoped(repo), digest: idx}, purge.Options{Now: reg.Now})
 	res := ex.Purge(t.Context(), purge.Job{Repository: repo, Policy: pol})
 	assert.Equal(t, purge.StatusFailed, res.Status)
 	assert.True(t, res.Retryable, res.Reason)

@@ -68,11 +68,15 @@ type result struct {
 	stdout, stderr string
 }
 
-func (c *cli) run(ctx context.Context, args ...string) result {
+// run runs the command with args under the test's context.
+func (c *cli) run(args ...string) result {
 	c.t.Helper()
-	if ctx == nil {
-		ctx = c.t.Context()
-	}
+	return c.runContext(c.t.Context(), args...)
+}
+
+// runContext is run under ctx, for tests that cancel the command.
+func (c *cli) runContext(ctx context.Context, args ...string) result {
+	c.t.Helper()
 	var out, errb bytes.Buffer
 	code := run(ctx, args, &out, &errb, func(k string) string { return c.env2[k] }, c.deps)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
@@ -101,7 +105,7 @@ func repoOf(t *testing.T, rep *report, name string) repoReport {
 			return r
 		}
 	}
-	t.Fatalf("repository %q not in report", name)
+	require.FailNowf(t, "repository not in report", "%q", name)
 	return repoReport{}
 }
 

@@ -1,6 +1,7 @@
 package purgecli
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/purge"
 	"github.com/acrpurge/acrpurge/internal/queue"
 )
 
@@ -33,14 +35,13 @@ const (
 // Flag defaults and bounds.
 const (
 	defaultConcurrency      = 8
-	defaultRepoParallelism  = 4
 	defaultDeletesPerMinute = 250
 	defaultBatchSize        = 10
 	defaultTimeout          = time.Hour
 	maxConcurrency          = 64
-	maxRepoParallelism      = 64
 	maxDeletesPerMinute     = 1_000_000
 	maxBatchSize            = 50
+	maxRepoParallelism      = 64
 )
 
 // options is the validated command line.
@@ -51,9 +52,9 @@ type options struct {
 	dryRun           bool
 	json             bool
 	concurrency      int
-	repoParallelism  int
 	deletesPerMinute int
 	batchSize        int
+	repoParallel     int
 	timeout          time.Duration
 	verbose          bool
 	tenant           string
@@ -143,10 +144,11 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 		dryRun  = fs.Bool("dry-run", true, "report only, delete nothing; --dry-run=false deletes")
 		output  = fs.String("output", "table", "output format: table or json")
 		conc    = fs.Int("concurrency", defaultConcurrency, fmt.Sprintf("deletes in flight (1-%d)", maxConcurrency))
-		repoPar = fs.String("repository-parallelism", getenv(envRepoParallelism),
-			fmt.Sprintf("repositories purged at once (1-%d), sharing the --concurrency deletes in flight (default $%s, else %d)", maxRepoParallelism, envRepoParallelism, defaultRepoParallelism))
-		dpm      = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits write operations per registry, by SKU (documented minimum per minute: Basic 100, Standard 500, Premium 2,000), for every client together: leave room for pushes", maxDeletesPerMinute))
-		batch    = fs.Int("batch-size", defaultBatchSize, fmt.Sprintf("repositories per access token (1-%d)", maxBatchSize))
+		dpm     = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits write operations per registry, by SKU (documented minimum per minute: Basic 100, Standard 500, Premium 2,000), for every client together: leave room for pushes", maxDeletesPerMinute))
+		batch   = fs.Int("batch-size", defaultBatchSize, fmt.Sprintf("repositories per access token (1-%d)", maxBatchSize))
+		repoPar = fs.String("repository-parallelism", cmp.Or(getenv(envRepoParallelism), strconv.Itoa(purge.DefaultRepoParallelism)),
+			fmt.Sprintf("repositories purged at once (1-%d; default $%s, else %d); deletes in flight stay bounded by --concurrency",
+				maxRepoParallelism, envRepoParallelism, purge.DefaultRepoParallelism))
 		timeout  = fs.Duration("timeout", defaultTimeout, "overall time limit; then no new delete starts and the run ends partial")
 		verbose  = fs.Bool("verbose", false, "list kept items too, and log at info level")
 		tenant   = fs.String("tenant", "", "Microsoft Entra tenant ID (optional)")
@@ -181,6 +183,12 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 	if errUsage != nil {
 		errs = append(errs, errUsage)
 	}
+	if n, err := strconv.Atoi(strings.TrimSpace(*repoPar)); err != nil || n < 1 || n > maxRepoParallelism {
+		errs = append(errs, usagef("--repository-parallelism (or %s) must be a whole number from 1 to %d, got %q",
+			envRepoParallelism, maxRepoParallelism, *repoPar))
+	} else {
+		o.repoParallel = n
+	}
 	if s := strings.TrimSpace(*registry); s == "" {
 		errs = append(errs, usagef("--registry is required (or set %s), e.g. --registry contoso.azurecr.io", envLoginServer))
 	} else if ep, err := acr.ParseEndpoint(s); err != nil {
@@ -204,15 +212,6 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 	}
 	if o.concurrency < 1 || o.concurrency > maxConcurrency {
 		errs = append(errs, usagef("--concurrency must be from 1 to %d, got %d", maxConcurrency, o.concurrency))
-	}
-	o.repoParallelism = defaultRepoParallelism
-	if v := strings.TrimSpace(*repoPar); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxRepoParallelism {
-			errs = append(errs, usagef("--repository-parallelism (or %s) must be a whole number from 1 to %d, got %q", envRepoParallelism, maxRepoParallelism, v))
-		} else {
-			o.repoParallelism = n
-		}
 	}
 	if o.deletesPerMinute < 1 || o.deletesPerMinute > maxDeletesPerMinute {
 		errs = append(errs, usagef("--deletes-per-minute must be from 1 to %d, got %d", maxDeletesPerMinute, o.deletesPerMinute))

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -132,12 +131,6 @@ type runner struct {
 	stderr io.Writer
 }
 
-// batch is one ABAC-sized group of repositories sharing one access token.
-type batch struct {
-	tokens acr.TokenSource
-	client *acr.Client
-}
-
 func (r *runner) run(ctx context.Context) int {
 	start := r.d.now()
 	deadline := start.Add(r.o.timeout)
@@ -171,43 +164,41 @@ func (r *runner) run(ctx context.Context) int {
 	if err != nil {
 		return r.fatal(ctx, err)
 	}
-	batches := make(map[string]*batch, len(repos))
-	clients := make(map[string]*acr.Client, len(repos))
+	var batches []purge.Batch
 	for chunk := range slices.Chunk(repos, r.o.batchSize) {
-		src := broker.Source(purgeScopes(chunk)...)
-		b := &batch{tokens: src, client: client.WithTokens(src)}
-		for _, repo := range chunk {
-			batches[repo], clients[repo] = b, b.client
-		}
+		src := broker.Source(acr.PurgeScopes(chunk)...)
+		batches = append(batches, purge.Batch{
+			Repositories: chunk, Policy: r.o.policy, DryRun: r.o.dryRun, Deadline: deadline,
+			Tokens: src, Registry: graceful{Client: client.WithTokens(src), grace: r.d.interruptGrace},
+		})
 	}
 	// Fail fast, with exit 1, when the registry cannot be reached or the
 	// credential is refused; the token is the first batch's own.
-	if len(repos) > 0 {
-		if _, err := batches[repos[0]].tokens.Token(wctx); err != nil {
+	if len(batches) > 0 {
+		if _, err := batches[0].Tokens.Token(wctx); err != nil {
 			return r.fatal(ctx, fmt.Errorf("get an access token from %s: %w", r.o.registry, err))
 		}
 	}
 
 	col := newCollector(repos, r.o.verbose)
-	ex := purge.New(&router{clients: clients, grace: r.d.interruptGrace}, purge.Options{
+	ex := purge.New(nil, purge.Options{
 		Concurrency: r.o.concurrency, Now: r.d.now, OnDecision: col.onDecision, Logger: r.log,
 	})
 	prog := startProgress(wctx, r.stderr, col, len(repos), r.o.dryRun, r.d.progressEvery, r.d.now)
+	// Every batch runs at once; the shared slots bound the repositories
+	// purged at a time across all of them, the executor the deletes.
+	opts := purge.BatchOptions{
+		Executor: ex, Slots: make(chan struct{}, min(r.o.repoParallel, r.o.concurrency)),
+		Done: func(o purge.RepoOutcome) { r.record(ctx, wctx, col, o) },
+	}
 	var g errgroup.Group
-	// --repository-parallelism repositories at once (as the Worker does
-	// within a message); deletes in flight are bounded by --concurrency
-	// across all of them.
-	g.SetLimit(min(r.o.repoParallelism, r.o.concurrency))
-	for _, repo := range repos {
-		if wctx.Err() != nil || !r.d.now().Before(deadline) {
-			break // the rest stay not started
-		}
+	for _, b := range batches {
 		g.Go(func() error {
-			r.purgeOne(ctx, wctx, ex, col, batches[repo], repo, deadline)
+			purge.RunBatch(wctx, b, opts)
 			return nil
 		})
 	}
-	_ = g.Wait() // purgeOne reports through col and never returns an error
+	_ = g.Wait() // outcomes go through record
 	prog.stop()
 
 	rep := col.report()
@@ -307,80 +298,27 @@ func (r *runner) repositories(ctx context.Context, broker *acr.Broker, client *a
 	return repos, nil
 }
 
-// purgeOne purges one repository and records its outcome. ctx is the
-// caller's (cancelled by an interrupt), wctx the run's (also ended by the
-// hard timeout).
-func (r *runner) purgeOne(ctx, wctx context.Context, ex *purge.Executor, col *collector, b *batch, repo string, deadline time.Time) {
-	if wctx.Err() != nil || !r.d.now().Before(deadline) {
-		return // stays not started
+// record reports one repository's outcome. ctx is the caller's (cancelled
+// by an interrupt), wctx the run's (also ended by the hard timeout).
+func (r *runner) record(ctx, wctx context.Context, col *collector, o purge.RepoOutcome) {
+	res := purge.Result{Repository: o.Repository}
+	if o.Result != nil {
+		res = *o.Result
 	}
-	res := purge.Result{Repository: repo}
-	pol := r.o.policy
-	ok, err := pol.MatchRepository(repo)
 	switch {
-	case err != nil:
-		col.finish(res, string(purge.StatusFailed), "policy: "+err.Error())
-		return
-	case !ok:
-		col.finish(res, string(purge.StatusSkipped), "not in policy: no rule's repository filter matches")
-		return
-	}
-	tok, err := b.tokens.Token(wctx)
-	if err != nil {
-		if wctx.Err() != nil {
-			return // stays not started
+	case o.Status == purge.StatusNotStarted:
+		return // stays not started; the report says why
+	case o.Result == nil && o.Retryable && wctx.Err() != nil:
+		return // the token was cut off by the interrupt or timeout: not started
+	case o.Result == nil:
+		reason := o.Reason
+		if o.Err != nil && o.Status == purge.StatusFailed {
+			reason += ": " + o.Err.Error()
 		}
-		col.finish(res, string(purge.StatusFailed), "get access token: "+err.Error())
+		col.finish(res, string(o.Status), reason)
 		return
 	}
-	if missing := r.missingActions(tok, repo); len(missing) > 0 {
-		col.finish(res, string(purge.StatusForbidden), fmt.Sprintf(
-			"the access token does not grant %s on this repository: check the identity's role "+
-				"assignment (on ABAC registries, the repository prefix in its condition)", strings.Join(missing, ", ")))
-		return
-	}
-	res = ex.Purge(wctx, purge.Job{Repository: repo, Policy: pol, DryRun: r.o.dryRun, Deadline: deadline})
 	timedOut := errors.Is(wctx.Err(), context.DeadlineExceeded)
 	status, reason := statusOf(res, ctx.Err() != nil, timedOut)
 	col.finish(res, status, reason)
-}
-
-// missingActions lists the actions the run needs on repo that tok's access
-// claim lacks: metadata_read to list, pull when untagged manifests are
-// planned (bodies), delete unless dry-run, metadata_write to unlock.
-func (r *runner) missingActions(tok *acr.Token, repo string) []string {
-	need := []string{acr.ActionMetadataRead}
-	var untagged, unlock bool
-	for _, rule := range r.o.policy.Rules {
-		untagged = untagged || rule.Untagged || rule.UntaggedOnly
-		unlock = unlock || rule.IncludeLocked
-	}
-	if untagged {
-		need = append(need, acr.ActionPull)
-	}
-	if !r.o.dryRun {
-		need = append(need, acr.ActionDelete)
-		if unlock {
-			need = append(need, acr.ActionMetadataWrite)
-		}
-	}
-	if tok.Granted == nil {
-		return nil // the claim is unknown: the registry decides
-	}
-	var missing []string
-	for _, a := range need {
-		if !tok.Allows(repo, a) {
-			missing = append(missing, a)
-		}
-	}
-	return missing
-}
-
-// purgeScopes are the scopes of one batch's token.
-func purgeScopes(repos []string) []acr.Scope {
-	scopes := make([]acr.Scope, len(repos))
-	for i, repo := range repos {
-		scopes[i] = acr.RepositoryScope(repo, acr.PurgeActions...)
-	}
-	return scopes
 }

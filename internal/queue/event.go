@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/acrpurge/acrpurge/internal/acr"
 )
 
 // eventData is the part of the ACR event data object the Worker reads.
@@ -93,8 +95,10 @@ func finishEvent(ev Event, data json.RawMessage, name string) (Decoded, error) {
 	}
 	if d.Target.Digest != nil {
 		ev.Digest = *d.Target.Digest
-		if ev.Digest != "" && !validDigest(ev.Digest) {
-			return Decoded{}, rejectf("%s.target.digest %q is not a valid digest", name, ev.Digest)
+		if ev.Digest != "" {
+			if err := acr.ValidateDigest(ev.Digest); err != nil {
+				return Decoded{}, rejectf("%s.target.digest %q is not a valid digest: %v", name, ev.Digest, err)
+			}
 		}
 	}
 	if d.Request != nil && d.Request.Host != nil {
@@ -142,36 +146,6 @@ func validTag(t string) bool {
 		c := t[i]
 		word := isAlnum(c) || (c >= 'A' && c <= 'Z') || c == '_'
 		if !word && (i == 0 || (c != '.' && c != '-')) {
-			return false
-		}
-	}
-	return true
-}
-
-// validDigest follows algorithm ":" encoded, e.g. sha256:<64 hex>.
-func validDigest(d string) bool {
-	if len(d) > 256 {
-		return false
-	}
-	colon := -1
-	for i := 0; i < len(d); i++ {
-		if d[i] == ':' {
-			colon = i
-			break
-		}
-	}
-	if colon <= 0 || colon == len(d)-1 {
-		return false
-	}
-	for i := 0; i < colon; i++ {
-		c := d[i]
-		if !(isAlnum(c) || c == '+' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	for i := colon + 1; i < len(d); i++ {
-		c := d[i]
-		if !(isAlnum(c) || (c >= 'A' && c <= 'Z') || c == '=' || c == '_' || c == '-') {
 			return false
 		}
 	}

@@ -1,4 +1,4 @@
-// Package report builds run reports from checkpoints, for the Runs HTTP
+// Package runs builds run reports from checkpoints, for the Runs HTTP
 // function (GET /api/runs/{runId}), `handler local` and the CLI.
 //
 // # JSON
@@ -8,19 +8,23 @@
 //	{
 //	  "run": {"id", "trigger", "dryRun", "policyHash", "started", "status",
 //	          "batches", "repositories", "enqueued", "note"},
-//	  "batches": {"total", "queued", "running", "continued", "done", "failed", "rejected"},
+//	  "batches": {"total", "queued", "running", "continued", "done", "failed", "rejected", "stalled"},
 //	  "totals": {"repositories", "pending", "partial", "done", "skipped", "forbidden", "failed",
-//	             "tagsDeleted", "manifestsDeleted", "bytesFreed", "kept": {reason: n}},
+//	             "tagsDeleted", "manifestsDeleted", "bytesFreed", "kept": {reason: n}, "countsAtLeast"},
 //	  "repositories": [{"name", "batch", "status", "reason", "error", "tagsDeleted",
 //	                    "manifestsDeleted", "bytesFreed", "kept": {reason: n}, "attempts",
-//	                    "updated"}],
+//	                    "updated", "countsAtLeast"}],
 //	  "failedBatches": [{"batch", "status", "error", "deliveries", "continuations"}],
 //	  "rejections": [{"messageId", "reason", "excerpt", "at"}]
 //	}
 //
 // run.status is derived from the batches: "queued" (no batch started),
-// "running", "done" (every batch done) or "failed" (some batch failed or was
-// rejected, none still open). Repositories of batches that have not started
+// "running", "done" (every batch done), "failed" (some batch failed or was
+// rejected, none still open) or "stalled" (every started, unfinished batch
+// has made no progress for longer than Options.StallAfter; such batches are
+// listed under failedBatches with status "stalled"). A repository's
+// countsAtLeast (and the totals') says its deleted counts are a lower
+// bound: an attempt at it died with deletes it may not have counted. Repositories of batches that have not started
 // appear as "pending". In a dry run the deleted counts are what would have
 // been deleted. Deleted counts add up over the attempts of a repository;
 // kept counts (by reason: "keep", "too-new", "protected", "locked", …) are
@@ -45,7 +49,46 @@ const (
 	RunRunning = "running"
 	RunDone    = "done"
 	RunFailed  = "failed"
+	// RunStalled: some batch has made no progress for longer than
+	// Options.StallAfter and none is still moving.
+	RunStalled = "stalled"
 )
+
+// BatchStalled is the report status of a running or continued batch with no
+// progress for longer than Options.StallAfter: its message was probably lost
+// to a crash loop and nothing recorded the end (see the DeadLetters
+// function). It is never a checkpoint status.
+const BatchStalled = "stalled"
+
+// Options tune BuildWith. Zero values take the defaults.
+type Options struct {
+	// Now is the clock the ages are measured with; default time.Now.
+	Now func() time.Time
+	// StallAfter: a running batch without progress for longer is reported
+	// stalled; default DefaultStallAfter. The app sets the queue's lock
+	// renewal × PURGE_MAX_DELIVERIES: no delivery can be silent that long.
+	StallAfter time.Duration
+	// StaleAttempt: an attempt in a repository's Live set without a
+	// heartbeat for longer has died; default checkpoint.StaleAttempt.
+	StaleAttempt time.Duration
+}
+
+// DefaultStallAfter is host.json's maxAutoLockRenewalDuration (15 min) ×
+// the default PURGE_MAX_DELIVERIES (5).
+const DefaultStallAfter = 75 * time.Minute
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = DefaultStallAfter
+	}
+	if o.StaleAttempt <= 0 {
+		o.StaleAttempt = checkpoint.StaleAttempt
+	}
+	return o
+}
 
 // Report is one run's report.
 type Report struct {
@@ -82,6 +125,10 @@ type BatchCounts struct {
 	Done      int `json:"done"`
 	Failed    int `json:"failed"`
 	Rejected  int `json:"rejected"`
+	// Stalled counts the running or continued batches without progress
+	// for longer than Options.StallAfter (also counted as running or
+	// continued).
+	Stalled int `json:"stalled"`
 }
 
 // Totals add up the repositories.
@@ -97,6 +144,8 @@ type Totals struct {
 	ManifestsDeleted int64            `json:"manifestsDeleted"`
 	BytesFreed       int64            `json:"bytesFreed"`
 	Kept             map[string]int64 `json:"kept,omitempty"`
+	// CountsAtLeast: some repository's deleted counts are a lower bound.
+	CountsAtLeast bool `json:"countsAtLeast,omitempty"`
 }
 
 // RepoReport is one repository's line.
@@ -112,6 +161,10 @@ type RepoReport struct {
 	Kept             map[string]int64 `json:"kept,omitempty"`
 	Attempts         int              `json:"attempts"`
 	Updated          *time.Time       `json:"updated,omitempty"`
+	// CountsAtLeast: an attempt at this repository died (a killed process)
+	// with deletes it may not have counted; the deleted counts are a lower
+	// bound, never an overcount.
+	CountsAtLeast bool `json:"countsAtLeast,omitempty"`
 }
 
 // BatchReport is a batch that needs attention.
@@ -139,6 +192,12 @@ var ErrNotFound = checkpoint.ErrNotFound
 // means the latest run (by start time), whose report also lists recent
 // rejections.
 func Build(ctx context.Context, store checkpoint.Store, runID string) (*Report, error) {
+	return BuildWith(ctx, store, runID, Options{})
+}
+
+// BuildWith is Build with options.
+func BuildWith(ctx context.Context, store checkpoint.Store, runID string, o Options) (*Report, error) {
+	o = o.withDefaults()
 	latest := runID == ""
 	var run checkpoint.Run
 	if latest {
@@ -164,7 +223,7 @@ func Build(ctx context.Context, store checkpoint.Store, runID string) (*Report, 
 	if err != nil {
 		return nil, fmt.Errorf("report: run %q: %w", run.ID, err)
 	}
-	r := assemble(run, batches, repos)
+	r := assemble(run, batches, repos, o)
 	if latest {
 		rejs, err := store.ListRejections(ctx, 0)
 		if err != nil {
@@ -178,7 +237,8 @@ func Build(ctx context.Context, store checkpoint.Store, runID string) (*Report, 
 }
 
 // assemble builds the report from the rows.
-func assemble(run checkpoint.Run, batches []checkpoint.Batch, repos []checkpoint.Repo) *Report {
+func assemble(run checkpoint.Run, batches []checkpoint.Batch, repos []checkpoint.Repo, o Options) *Report {
+	now := o.Now()
 	r := &Report{Run: RunInfo{
 		ID: run.ID, Trigger: run.Trigger, DryRun: run.DryRun, PolicyHash: run.PolicyHash, Started: run.Started,
 		Batches: run.Batches, Repositories: run.Repositories, Enqueued: run.Enqueued, Note: run.Note,
@@ -190,7 +250,7 @@ func assemble(run checkpoint.Run, batches []checkpoint.Batch, repos []checkpoint
 		rr := RepoReport{
 			Name: x.Name, Batch: x.Batch, Status: string(x.Status), Reason: x.Reason, Error: x.Error,
 			TagsDeleted: x.TagsDeleted, ManifestsDeleted: x.ManifestsDeleted, BytesFreed: x.BytesFreed,
-			Kept: x.Kept, Attempts: x.Attempts,
+			Kept: x.Kept, Attempts: x.Attempts, CountsAtLeast: x.CountsAtLeast(now, o.StaleAttempt),
 		}
 		if !x.Updated.IsZero() {
 			u := x.Updated
@@ -215,10 +275,21 @@ func assemble(run checkpoint.Run, batches []checkpoint.Batch, repos []checkpoint
 		case checkpoint.StatusRejected:
 			r.Batches.Rejected++
 		}
-		if b.Status == checkpoint.StatusFailed || b.Status == checkpoint.StatusRejected {
-			r.FailedBatches = append(r.FailedBatches, BatchReport{
+		stalled := (b.Status == checkpoint.StatusRunning || b.Status == checkpoint.StatusContinued) &&
+			!b.Updated.IsZero() && now.Sub(b.Updated) > o.StallAfter
+		if stalled {
+			r.Batches.Stalled++
+		}
+		if stalled || b.Status == checkpoint.StatusFailed || b.Status == checkpoint.StatusRejected {
+			br := BatchReport{
 				Batch: b.N, Status: string(b.Status), Error: b.Error, Deliveries: b.Deliveries, Continuations: b.Continuations,
-			})
+			}
+			if stalled {
+				br.Status = BatchStalled
+				br.Error = strings.TrimPrefix(fmt.Sprintf("%s; no progress since %s (over %s)", b.Error,
+					b.Updated.UTC().Format(time.RFC3339), o.StallAfter), "; ")
+			}
+			r.FailedBatches = append(r.FailedBatches, br)
 		}
 		for _, name := range b.Repositories {
 			if !seen[name] {
@@ -250,6 +321,7 @@ func assemble(run checkpoint.Run, batches []checkpoint.Batch, repos []checkpoint
 		case checkpoint.StatusFailed:
 			t.Failed++
 		}
+		t.CountsAtLeast = t.CountsAtLeast || x.CountsAtLeast
 		t.TagsDeleted += x.TagsDeleted
 		t.ManifestsDeleted += x.ManifestsDeleted
 		t.BytesFreed += x.BytesFreed
@@ -272,6 +344,8 @@ func runStatus(b BatchCounts) string {
 		return RunFailed
 	case b.Queued == b.Total:
 		return RunQueued
+	case b.Stalled > 0 && b.Stalled == b.Running+b.Continued:
+		return RunStalled
 	default:
 		return RunRunning
 	}

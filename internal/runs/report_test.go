@@ -137,7 +137,7 @@ func TestJSONFieldNames(t *testing.T) {
 	assert.ElementsMatch(t, []string{"run", "batches", "totals", "repositories", "failedBatches"}, keys(m))
 	assert.ElementsMatch(t, []string{"id", "trigger", "dryRun", "policyHash", "started", "status", "batches", "repositories", "enqueued"},
 		keys(m["run"].(map[string]any)))
-	assert.ElementsMatch(t, []string{"total", "queued", "running", "continued", "done", "failed", "rejected"}, keys(m["batches"].(map[string]any)))
+	assert.ElementsMatch(t, []string{"total", "queued", "running", "continued", "done", "failed", "rejected", "stalled"}, keys(m["batches"].(map[string]any)))
 	assert.ElementsMatch(t, []string{"repositories", "pending", "partial", "done", "skipped", "forbidden", "failed",
 		"tagsDeleted", "manifestsDeleted", "bytesFreed", "kept"}, keys(m["totals"].(map[string]any)))
 	first := m["repositories"].([]any)[0].(map[string]any)
@@ -202,4 +202,46 @@ func TestErrWriterKeepsTheFirstError(t *testing.T) {
 	_, _ = ok.Write([]byte("fine"))
 	require.NoError(t, ok.Err())
 	assert.Equal(t, "fine", buf.String())
+}
+
+// TestStalledAndAtLeast: a running batch without progress for longer than
+// StallAfter is reported stalled (and so is the run, when nothing else
+// moves); a repository whose row still lists an attempt after it ended, or
+// one that was found dead, reports its counts as a lower bound.
+func TestStalledAndAtLeast(t *testing.T) {
+	store := checkpoint.NewMemory()
+	t0 := time.Date(2025, 3, 4, 2, 0, 0, 0, time.UTC)
+	_, _, err := store.CreateRun(t.Context(), checkpoint.Run{ID: "s-1", Started: t0, Batches: 2, Repositories: 3},
+		[]checkpoint.Batch{{N: 1, Repositories: []string{"a", "b"}}, {N: 2, Repositories: []string{"c"}}})
+	require.NoError(t, err)
+	require.NoError(t, store.SaveProgress(t.Context(), "s-1", []checkpoint.Repo{
+		{RunID: "s-1", Name: "a", Batch: 1, Status: checkpoint.StatusDone, TagsDeleted: 7, Live: map[string]time.Time{"dead": t0}, Updated: t0},
+		{RunID: "s-1", Name: "b", Batch: 1, Status: checkpoint.StatusPartial, TagsDeleted: 3, Updated: t0},
+		{RunID: "s-1", Name: "c", Batch: 2, Status: checkpoint.StatusDone, TagsDeleted: 1, Updated: t0},
+	}, &checkpoint.Batch{RunID: "s-1", N: 1, Repositories: []string{"a", "b"}, Status: checkpoint.StatusRunning, Updated: t0}))
+	require.NoError(t, store.SaveProgress(t.Context(), "s-1", nil,
+		&checkpoint.Batch{RunID: "s-1", N: 2, Repositories: []string{"c"}, Status: checkpoint.StatusDone, Updated: t0}))
+
+	soon := runs.Options{Now: func() time.Time { return t0.Add(time.Minute) }, StallAfter: time.Hour}
+	r, err := runs.BuildWith(t.Context(), store, "s-1", soon)
+	require.NoError(t, err)
+	assert.Equal(t, runs.RunRunning, r.Run.Status)
+	assert.Zero(t, r.Batches.Stalled)
+	assert.True(t, r.Repositories[0].CountsAtLeast, "a finished row still listing an attempt: it died uncounted")
+	assert.False(t, r.Repositories[1].CountsAtLeast)
+	assert.True(t, r.Totals.CountsAtLeast)
+
+	late := runs.Options{Now: func() time.Time { return t0.Add(2 * time.Hour) }, StallAfter: time.Hour}
+	r, err = runs.BuildWith(t.Context(), store, "s-1", late)
+	require.NoError(t, err)
+	assert.Equal(t, runs.RunStalled, r.Run.Status)
+	assert.Equal(t, 1, r.Batches.Stalled)
+	require.Len(t, r.FailedBatches, 1)
+	assert.Equal(t, runs.BatchStalled, r.FailedBatches[0].Status)
+	assert.Contains(t, r.FailedBatches[0].Error, "no progress since 2025-03-04T02:00:00Z")
+	var buf bytes.Buffer
+	require.NoError(t, r.WriteText(&buf))
+	assert.Contains(t, buf.String(), "1 stalled")
+	assert.Contains(t, buf.String(), ">=7")
+	assert.Contains(t, buf.String(), "at least")
 }

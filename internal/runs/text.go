@@ -29,8 +29,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		ew.printf("Note: %s\n", OneLine(r.Run.Note))
 	}
 	b := r.Batches
-	ew.printf("Batches: %d total, %d done, %d continued, %d running, %d queued, %d failed, %d rejected\n\n",
+	ew.printf("Batches: %d total, %d done, %d continued, %d running, %d queued, %d failed, %d rejected",
 		b.Total, b.Done, b.Continued, b.Running, b.Queued, b.Failed, b.Rejected)
+	if b.Stalled > 0 {
+		ew.printf(", %d stalled", b.Stalled)
+	}
+	ew.printf("\n\n")
 
 	tb := textTable{
 		heads: []string{"REPOSITORY", "BATCH", "STATUS", "TAGS", "MANIFESTS", "FREED", "KEPT, BY REASON / NOTE"},
@@ -45,14 +49,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		if why = OneLine(why); why != "" {
 			last = strings.TrimPrefix(last+"; "+why, "; ")
 		}
-		tb.add(textRow{cells: []string{x.Name, fmt.Sprint(x.Batch), x.Status, fmt.Sprint(x.TagsDeleted),
-			fmt.Sprint(x.ManifestsDeleted), Bytes(x.BytesFreed), last}})
+		tb.add(textRow{cells: []string{x.Name, fmt.Sprint(x.Batch), x.Status, atLeast(x.CountsAtLeast, fmt.Sprint(x.TagsDeleted)),
+			atLeast(x.CountsAtLeast, fmt.Sprint(x.ManifestsDeleted)), atLeast(x.CountsAtLeast, Bytes(x.BytesFreed)), last}})
 	}
 	t := r.Totals
 	// The statuses of the total span the BATCH and STATUS columns.
 	tb.add(textRow{span: 1, cells: []string{fmt.Sprintf("TOTAL (%d)", t.Repositories), statusText(t), "",
-		fmt.Sprint(t.TagsDeleted), fmt.Sprint(t.ManifestsDeleted), Bytes(t.BytesFreed), keptText(t.Kept)}})
+		atLeast(t.CountsAtLeast, fmt.Sprint(t.TagsDeleted)), atLeast(t.CountsAtLeast, fmt.Sprint(t.ManifestsDeleted)),
+		atLeast(t.CountsAtLeast, Bytes(t.BytesFreed)), keptText(t.Kept)}})
 	tb.write(ew)
+	if t.CountsAtLeast {
+		ew.printf("\n>= : at least: an attempt died with deletes it may not have counted; never an overcount.\n")
+	}
 	if len(r.FailedBatches) > 0 {
 		ew.printf("\nFailed batches:\n")
 		for _, fb := range r.FailedBatches {
@@ -222,4 +230,12 @@ func (e *ErrWriter) Write(p []byte) (int, error) {
 
 func (e *ErrWriter) printf(format string, args ...any) {
 	fmt.Fprintf(e, format, args...)
+}
+
+// atLeast marks a count that is a lower bound.
+func atLeast(lower bool, v string) string {
+	if lower {
+		return ">=" + v
+	}
+	return v
 }

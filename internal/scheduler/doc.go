@@ -1,4 +1,4 @@
-// Package fanout is the Scheduler: it turns a timer firing into one purge run
+// Package scheduler is the Scheduler: it turns a timer firing into one purge run
 // and fans the run's repositories out to the Service Bus queue in batches of
 // ABAC_BATCH_SIZE, one message per batch (one message = one access token).
 //

@@ -15,9 +15,9 @@ import (
 	"github.com/acrpurge/acrpurge/internal/ncrontab"
 	"github.com/acrpurge/acrpurge/internal/queue"
 	"github.com/acrpurge/acrpurge/internal/scheduler"
-	"github.com/acrpurge/acrpurge/internal/scheduler/fanouttest"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
 )
 
 func nightly(t testing.TB) *ncrontab.Schedule {
@@ -67,7 +67,7 @@ func TestSchedulerFansOutTheCatalog(t *testing.T) {
 		env := emutest.Start(t, emutest.Options{PageSize: 3})
 		seedCatalog(env, "team-b/web", "team-a/api", "other/tool", "team-a/web", "team-c/db", "team-a/jobs", "ops/x")
 		pol := mustPolicy(t, `{"rules":[{"filters":["team-.*:.*"],"ago":"30d"}]}`)
-		sender := fanouttest.NewSender()
+		sender := fakebus.New(fakebus.Options{})
 		at := time.Date(2025, 3, 4, 2, 0, 1, 0, time.UTC)
 		s, err := scheduler.New(scheduler.Options{
 			Policy: pol, Schedule: nightly(t), BatchSize: 2, Catalog: env.Client.WithTokens(env.Broker.Source(acr.CatalogScope())),
@@ -127,7 +127,7 @@ func TestSchedulerResendsAfterACrashMidSend(t *testing.T) {
 		for i := range 1100 {
 			repos = append(repos, fmt.Sprintf("team-a/svc-%04d", i))
 		}
-		sender := fanouttest.NewSender()
+		sender := fakebus.New(fakebus.Options{})
 		sender.FailAfter(1, errSend) // the first chunk goes out, then the process "dies"
 		at := time.Date(2025, 3, 4, 2, 0, 30, 0, time.UTC)
 		opts := scheduler.Options{Policy: pol, Schedule: nightly(t), BatchSize: 1, Repositories: repos, Store: store, Sender: sender}
@@ -168,7 +168,7 @@ func TestSchedulerCatalogNotPermitted(t *testing.T) {
 	store := checkpoint.NewMemory()
 	s, err := scheduler.New(scheduler.Options{
 		Policy: mustPolicy(t, `{"rules":[{"filters":[".*:.*"],"ago":"30d"}]}`), Schedule: nightly(t), BatchSize: 10,
-		Catalog: env.Client.WithTokens(env.Broker.Source(acr.CatalogScope())), Store: store, Sender: fanouttest.NewSender(),
+		Catalog: env.Client.WithTokens(env.Broker.Source(acr.CatalogScope())), Store: store, Sender: fakebus.New(fakebus.Options{}),
 	})
 	require.NoError(t, err)
 	at := time.Date(2025, 3, 4, 2, 0, 0, 0, time.UTC)
@@ -182,7 +182,7 @@ func TestSchedulerCatalogNotPermitted(t *testing.T) {
 
 func TestSchedulerSkipsInvalidNamesAndFilters(t *testing.T) {
 	store := checkpoint.NewMemory()
-	sender := fanouttest.NewSender()
+	sender := fakebus.New(fakebus.Options{})
 	catalog := pages{
 		{"team-a/api", "Team-A/Upper", "team-a//double", "team-b/x"},
 		{"team-a/api", "../escape", "team-a/" + strings.Repeat("x", 300), "other/y", "team-a/z"},
@@ -205,7 +205,7 @@ func TestSchedulerSkipsInvalidNamesAndFilters(t *testing.T) {
 
 func TestSchedulerUsesRepositoryListAndDryRun(t *testing.T) {
 	store := checkpoint.NewMemory()
-	sender := fanouttest.NewSender()
+	sender := fakebus.New(fakebus.Options{})
 	s, err := scheduler.New(scheduler.Options{
 		Policy:       mustPolicy(t, `{"rules":[{"filters":["team-.*:.*"],"ago":"30d"}]}`),
 		Schedule:     nightly(t),
@@ -229,7 +229,7 @@ func TestSchedulerUsesRepositoryListAndDryRun(t *testing.T) {
 
 func TestSchedulerNothingToDo(t *testing.T) {
 	store := checkpoint.NewMemory()
-	sender := fanouttest.NewSender()
+	sender := fakebus.New(fakebus.Options{})
 	s, err := scheduler.New(scheduler.Options{
 		Policy: mustPolicy(t, `{"rules":[{"filters":["team-.*:.*"],"ago":"30d"}]}`), Schedule: nightly(t), BatchSize: 3,
 		Catalog: pages{{"ops/a", "ops/b"}}, Store: store, Sender: sender,
@@ -247,7 +247,7 @@ func TestSchedulerNothingToDo(t *testing.T) {
 
 func TestEnqueueSplitsBatches(t *testing.T) {
 	store := checkpoint.NewMemory()
-	sender := fanouttest.NewSender()
+	sender := fakebus.New(fakebus.Options{})
 	var repos []string
 	for i := range 25 {
 		repos = append(repos, fmt.Sprintf("r%02d", i))
@@ -301,7 +301,7 @@ func TestSchedulerRunIsBounded(t *testing.T) {
 	var got time.Time
 	s, err := scheduler.New(scheduler.Options{
 		Policy: mustPolicy(t, `{"rules":[{"filters":["team-a/.*:.*"],"ago":"30d"}]}`), BatchSize: 10,
-		Catalog: deadlineCatalog{&got}, Store: checkpoint.NewMemory(), Sender: fanouttest.NewSender(),
+		Catalog: deadlineCatalog{&got}, Store: checkpoint.NewMemory(), Sender: fakebus.New(fakebus.Options{}),
 	})
 	require.NoError(t, err)
 	_, err = s.Run(t.Context(), scheduler.Firing{At: time.Now()})

@@ -2,14 +2,15 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
@@ -40,20 +41,57 @@ type repoState struct {
 	// retry is a transient failure of this delivery (token, purge,
 	// checkpoint write); the message should be delivered again.
 	retry error
+	// attempt identifies this delivery's purge of the repository in the
+	// row's Live set; prog holds its deletes not yet checkpointed.
+	attempt string
+	prog    progress
+}
+
+// progress is what one attempt deleted, and how much of it is already in
+// the repository's row. OnDecision feeds it; flushes and the final update
+// move the difference into the row with a merge (checkpoint.UpdateRepo),
+// so that a process killed mid-repository loses at most FlushDeletes
+// deletes or FlushEvery of them from the counts, and marks the row a
+// lower bound when it does.
+type progress struct {
+	mu                        sync.Mutex // serialises flushes too
+	tags, manifests, bytes    int64      // deleted by this attempt
+	fTags, fManifests, fBytes int64      // of which in the row
+	lastFlush                 time.Time
+	begun, finished           bool // the attempt's row is written / final
+}
+
+// add counts one delete of this attempt.
+func (p *progress) add(d policy.Decision) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d.Kind == policy.KindTag {
+		p.tags++
+	} else {
+		p.manifests++
+		p.bytes += d.Size
+	}
+}
+
+// pending is how many deletes are not in the row yet. Caller holds mu.
+func (p *progress) pending() int64 { return p.tags - p.fTags + p.manifests - p.fManifests }
+
+// moveInto adds the deletes not yet in the row to row. Caller holds mu and
+// calls flushed once the row is written.
+func (p *progress) moveInto(row *checkpoint.Repo) {
+	row.TagsDeleted += p.tags - p.fTags
+	row.ManifestsDeleted += p.manifests - p.fManifests
+	row.BytesFreed += p.bytes - p.fBytes
+}
+
+func (p *progress) flushed(at time.Time) {
+	p.fTags, p.fManifests, p.fBytes, p.lastFlush = p.tags, p.manifests, p.bytes, at
 }
 
 // unfinished reports whether the repository still needs work after this
 // delivery ended normally (deadline or not started).
 func (s *repoState) unfinished() bool {
 	return s.work && s.retry == nil && (!s.started || s.res.Status == purge.StatusPartial)
-}
-
-func terminal(s checkpoint.Status) bool {
-	switch s {
-	case checkpoint.StatusDone, checkpoint.StatusSkipped, checkpoint.StatusForbidden, checkpoint.StatusFailed:
-		return true
-	}
-	return false
 }
 
 // save writes progress, stamping what it writes with the current time so that
@@ -100,30 +138,14 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 		return out, fmt.Errorf("run %s batch %d: %w", job.runID, job.n, err)
 	}
 	states := make([]*repoState, len(job.repos))
-	var first []checkpoint.Repo // rows decided before any purge
 	for i, name := range job.repos {
 		row, ok := rows[name]
 		if !ok {
 			row = checkpoint.Repo{RunID: job.runID, Name: name, Batch: job.n, Status: checkpoint.StatusPending}
 		}
-		st := &repoState{name: name, row: row}
-		states[i] = st
-		if terminal(row.Status) {
-			st.already = true
-			continue
-		}
-		switch covered, err := w.o.Policy.MatchRepository(name); {
-		case err != nil:
-			st.row.Status, st.row.Reason, st.row.Error = checkpoint.StatusFailed, "the policy's repository filter failed", err.Error()
-			first = append(first, st.row)
-		case !covered:
-			st.row.Status, st.row.Reason = checkpoint.StatusSkipped, "not in policy: no rule applies to this repository"
-			first = append(first, st.row)
-		default:
-			st.work = true
-		}
+		states[i] = &repoState{name: name, row: row, already: row.Status.Terminal(), work: !row.Status.Terminal()}
 	}
-	if err := w.save(ctx, job.runID, first, &batch); err != nil {
+	if err := w.save(ctx, job.runID, nil, &batch); err != nil {
 		return out, fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 	}
 
@@ -131,131 +153,202 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 	return w.finish(ctx, log, d, job, batch, states, out)
 }
 
-// purgeAll obtains the message's token and purges every repository marked
-// work, Options.RepoParallelism at a time, updating each state.
+// purgeAll purges every repository marked work with purge.RunBatch (one
+// token for the message), checkpointing each repository when it starts and
+// when it ends.
 func (w *Worker) purgeAll(ctx context.Context, log *slog.Logger, job batchJob, states []*repoState, deadline time.Time) {
-	var work []*repoState
+	byName := make(map[string]*repoState, len(states))
+	var repos []string
 	for _, st := range states {
 		if st.work {
-			work = append(work, st)
+			byName[st.name] = st
+			repos = append(repos, st.name)
 		}
 	}
-	if len(work) == 0 {
+	if len(repos) == 0 {
 		return
 	}
-	scopes := make([]acr.Scope, len(work))
-	for i, st := range work {
-		scopes[i] = acr.RepositoryScope(st.name, acr.PurgeActions...)
-	}
-	src := w.o.Tokens.Source(scopes...)
-	tok, err := src.Token(ctx)
-	if err != nil {
-		err = fmt.Errorf("access token for %d repositories: %w", len(work), err)
-		for _, st := range work {
-			st.retry = err
-			st.row.Error = err.Error()
-		}
-		return
-	}
-
-	// The access claim is advisory but tells us early what the registry
-	// will refuse; a nil claim means unknown, and the registry decides.
-	var forbidden []checkpoint.Repo
-	if tok.Granted != nil {
-		for _, st := range work {
-			if missing := w.missingActions(tok, st.name, job.dryRun); len(missing) > 0 {
-				st.work = false
-				st.row.Status = checkpoint.StatusForbidden
-				st.row.Reason = fmt.Sprintf("the access token does not grant %s on this repository: "+
-					"check that the identity's role assignment (its ABAC repository condition) covers it",
-					strings.Join(missing, ", "))
-				forbidden = append(forbidden, st.row)
+	src := w.o.Tokens.Source(acr.PurgeScopes(repos)...)
+	reg := w.o.Client.WithTokens(src)
+	exec := purge.New(reg, purge.Options{Concurrency: w.o.Concurrency, Now: w.o.Now, Logger: log,
+		OnDecision: func(d policy.Decision, o purge.Outcome, _ error) {
+			if st := byName[d.Repo]; st != nil && o == purge.OutcomeDeleted {
+				st.prog.add(d)
 			}
-		}
+		}})
+	if !job.dryRun {
+		stop := w.flusher(ctx, log, job.runID, byName)
+		defer stop()
 	}
-	if len(forbidden) > 0 {
-		log.Warn("repositories not permitted", "count", len(forbidden))
-		if err := w.save(ctx, job.runID, forbidden, nil); err != nil {
-			err = fmt.Errorf("save progress: %w", err)
-			for _, st := range work {
-				if !st.work {
-					st.retry = err
-				}
-			}
-		}
-	}
-
-	exec := purge.New(w.o.Client.WithTokens(src), purge.Options{
-		Concurrency: w.o.Concurrency, Now: w.o.Now, Logger: log,
+	purge.RunBatch(ctx, purge.Batch{
+		Repositories: repos, Policy: w.o.Policy, DryRun: job.dryRun, Deadline: deadline, Tokens: src, Registry: reg,
+	}, purge.BatchOptions{
+		Executor: exec, Parallelism: w.o.RepoParallelism,
+		Begin: func(ctx context.Context, repo string) (*policy.Cursor, error) {
+			return w.begin(ctx, log, job, byName[repo])
+		},
+		Done: func(o purge.RepoOutcome) { w.done(ctx, log, job, byName[o.Repository], o) },
 	})
-	g := new(errgroup.Group)
-	g.SetLimit(w.o.RepoParallelism)
-	for _, st := range work {
-		if !st.work {
-			continue
-		}
-		// Wait for a slot before deciding: a repository whose turn comes
-		// after the deadline is left for the continuation.
-		g.Go(func() error {
-			switch {
-			case ctx.Err() != nil:
-				st.retry = fmt.Errorf("the invocation ended before %s started: %w", st.name, context.Cause(ctx))
-			case w.o.Now().Before(deadline):
-				w.purgeOne(ctx, log, exec, job, st, deadline)
+}
+
+// flusher checkpoints the repositories' progress every FlushCheck until
+// stop is called.
+func (w *Worker) flusher(ctx context.Context, log *slog.Logger, runID string, states map[string]*repoState) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(FlushCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
-			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines report through their states
+			for _, st := range states {
+				w.flush(ctx, log, runID, st, false)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
-// missingActions lists the actions a purge needs on repo that tok lacks.
-func (w *Worker) missingActions(tok *acr.Token, repo string, dryRun bool) []string {
-	need := []string{acr.ActionMetadataRead}
-	if !dryRun {
-		need = append(need, acr.ActionDelete)
-		if w.locked {
-			need = append(need, acr.ActionMetadataWrite)
-		}
-	}
-	var missing []string
-	for _, a := range need {
-		if !tok.Allows(repo, a) {
-			missing = append(missing, a)
-		}
-	}
-	return missing
-}
-
-// purgeOne purges one repository between two checkpoints.
-func (w *Worker) purgeOne(ctx context.Context, log *slog.Logger, exec *purge.Executor, job batchJob, st *repoState, deadline time.Time) {
+// begin checkpoints a repository as partial, with the cursor it starts
+// from, just before it is purged, and adds this attempt to the row's Live
+// set (an attempt found there stale has died, and its uncounted deletes
+// make the counts a lower bound).
+func (w *Worker) begin(ctx context.Context, log *slog.Logger, job batchJob, st *repoState) (*policy.Cursor, error) {
 	st.cursor = w.startCursor(log, job, st)
 	raw, err := json.Marshal(st.cursor)
 	if err != nil {
-		st.retry = fmt.Errorf("encode cursor: %w", err)
-		return
+		return nil, fmt.Errorf("encode cursor: %w", err)
 	}
-	st.row.Status, st.row.Cursor, st.row.Batch = checkpoint.StatusPartial, string(raw), job.n
-	st.row.Attempts++
-	if err := w.save(ctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
-		st.retry = fmt.Errorf("save progress: %w", err)
-		return
+	st.attempt = newAttemptID()
+	now := w.o.Now()
+	st.prog.lastFlush = now
+	err = w.update(ctx, job.runID, st, func(row *checkpoint.Repo) {
+		row.Status, row.Cursor, row.Batch = checkpoint.StatusPartial, string(raw), job.n
+		row.Attempts++
+		row.Prune(now, StaleAttempt)
+		if row.Live == nil {
+			row.Live = map[string]time.Time{}
+		}
+		row.Live[st.attempt] = now
+	})
+	if err != nil {
+		return nil, fmt.Errorf("save progress: %w", err)
 	}
 	st.started = true
-	res := exec.Purge(ctx, purge.Job{
-		Repository: st.name, Policy: w.o.Policy, DryRun: job.dryRun, Cursor: st.cursor, Deadline: deadline,
+	st.prog.mu.Lock()
+	st.prog.begun = true
+	st.prog.mu.Unlock()
+	return st.cursor, nil
+}
+
+// update merges fn's change into the repository's stored row (see
+// checkpoint.Store.UpdateRepo) and keeps the result as st.row.
+func (w *Worker) update(ctx context.Context, runID string, st *repoState, fn func(row *checkpoint.Repo)) error {
+	row, err := w.o.Store.UpdateRepo(ctx, runID, st.name, func(row *checkpoint.Repo) error {
+		fn(row)
+		row.Updated = w.o.Now()
+		return nil
 	})
-	st.res = &res
-	w.apply(st, job.dryRun)
+	if err != nil {
+		return err
+	}
+	st.row = row
+	return nil
+}
+
+// flush moves the deletes of st's attempt not yet checkpointed into its
+// row, with a heartbeat, when enough are pending or enough time passed.
+// force flushes whatever is pending.
+func (w *Worker) flush(ctx context.Context, log *slog.Logger, runID string, st *repoState, force bool) {
+	p := &st.prog
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := w.o.Now()
+	due := p.pending() >= FlushDeletes || (p.pending() > 0 && now.Sub(p.lastFlush) >= FlushEvery) ||
+		now.Sub(p.lastFlush) >= StaleAttempt/4
+	if !p.begun || p.finished || (!due && !force) {
+		return
+	}
+	err := w.update(ctx, runID, st, func(row *checkpoint.Repo) {
+		p.moveInto(row)
+		if row.Live == nil {
+			row.Live = map[string]time.Time{}
+		}
+		row.Live[st.attempt] = now
+	})
+	if err != nil {
+		// The deletes stay pending and go with the next flush.
+		log.Warn("could not checkpoint progress; trying again later", "repository", st.name, "err", err)
+		return
+	}
+	p.flushed(now)
+}
+
+// newAttemptID returns a random id for one attempt at a repository.
+func newAttemptID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// done folds a repository's outcome into its state and checkpoints it.
+func (w *Worker) done(ctx context.Context, log *slog.Logger, job batchJob, st *repoState, o purge.RepoOutcome) {
+	switch {
+	case o.Result != nil:
+		st.res = o.Result
+	case o.Status == purge.StatusNotStarted:
+		if o.Err != nil {
+			st.retry = fmt.Errorf("%s: %s: %w", st.name, o.Reason, o.Err)
+		}
+		return // otherwise left for the continuation
+	case o.Retryable:
+		st.retry = fmt.Errorf("%s: %s: %w", st.name, o.Reason, o.Err)
+		st.row.Error = errText(o.Err)
+		return
+	default: // decided without purging: skipped, forbidden, failed
+		st.work = false
+		if o.Status == purge.StatusForbidden {
+			log.Warn("repository not permitted", "repository", st.name, "reason", o.Reason)
+		}
+	}
 
 	// Keep the progress even when the host cancelled the invocation.
 	sctx, cancel := detached(ctx)
 	defer cancel()
-	if err := w.save(sctx, job.runID, []checkpoint.Repo{st.row}, nil); err != nil {
+	p := &st.prog
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := w.o.Now()
+	var retry error
+	err := w.update(sctx, job.runID, st, func(row *checkpoint.Repo) {
+		if o.Result == nil {
+			row.Batch = job.n
+			row.Status, row.Reason, row.Error = checkpoint.Status(o.Status), o.Reason, errText(o.Err)
+			return
+		}
+		if !job.dryRun {
+			p.moveInto(row)
+		}
+		retry = applyResult(row, st.name, o.Result, st.cursor, job.dryRun)
+		delete(row.Live, st.attempt)
+		row.Prune(now, StaleAttempt)
+	})
+	if err != nil {
 		st.retry = fmt.Errorf("save progress: %w", err)
 		return
 	}
-	if res.Status == purge.StatusDone && !job.dryRun {
+	p.flushed(now)
+	p.finished = true
+	if retry != nil {
+		st.retry = retry
+	}
+	if o.Result != nil && o.Result.Status == purge.StatusDone && !job.dryRun {
 		if err := w.o.Store.SetLastPurge(sctx, st.name, w.o.Now(), job.runID); err != nil {
 			log.Warn("could not record the purge time (push debounce)", "repository", st.name, "err", err)
 		}
@@ -298,10 +391,14 @@ func (w *Worker) startCursor(log *slog.Logger, job batchJob, st *repoState) *pol
 	return &policy.Cursor{Phase: policy.PhaseTags, PlanTime: w.o.Now()}
 }
 
-// apply folds a purge result into the repository's row.
-func (w *Worker) apply(st *repoState, dryRun bool) {
-	res, row := st.res, &st.row
-	fullPlan := st.cursor.Phase != policy.PhaseManifests
+// applyResult folds a purge result into the repository's row, except
+// the deleted counts of a real run, which progress moves in as they
+// happen. It returns the error that calls for a redelivery, if any.
+func applyResult(row *checkpoint.Repo, name string, res *purge.Result, cursor *policy.Cursor, dryRun bool) (retry error) {
+	fullPlan := cursor.Phase != policy.PhaseManifests
+	if !dryRun && res.Uncertain > 0 {
+		row.AtLeast = true // a delete's answer was lost: it may have happened uncounted
+	}
 	if dryRun {
 		// Nothing was deleted: the counts of this attempt replace those of
 		// the phases it planned again.
@@ -309,10 +406,6 @@ func (w *Worker) apply(st *repoState, dryRun bool) {
 			row.TagsDeleted = res.TagsDeleted
 		}
 		row.ManifestsDeleted, row.BytesFreed = res.ManifestsDeleted, res.BytesFreed
-	} else {
-		row.TagsDeleted += res.TagsDeleted
-		row.ManifestsDeleted += res.ManifestsDeleted
-		row.BytesFreed += res.BytesFreed
 	}
 	if fullPlan || len(row.Kept) == 0 {
 		row.Kept = make(map[string]int64, len(res.Kept))
@@ -329,7 +422,7 @@ func (w *Worker) apply(st *repoState, dryRun bool) {
 		// Keep the cursor and try again on the next delivery.
 		row.Status = checkpoint.StatusPartial
 		row.Error = errText(res.Err)
-		st.retry = fmt.Errorf("purge %s: %w", st.name, res.Err)
+		return fmt.Errorf("purge %s: %w", name, res.Err)
 	case res.Status == purge.StatusPartial:
 		row.Status = checkpoint.StatusPartial
 		if raw, err := json.Marshal(res.Cursor); err == nil && res.Cursor != nil {
@@ -342,6 +435,7 @@ func (w *Worker) apply(st *repoState, dryRun bool) {
 			row.Error = errText(res.Err)
 		}
 	}
+	return nil
 }
 
 func errText(err error) string {
@@ -379,11 +473,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 			return w.outcome(out, states), failErr
 		}
 		// Last delivery: nobody will try these again; say so.
-		for _, st := range retry {
-			st.row.Error = st.retry.Error()
-		}
-		rows := failRows(retry, fmt.Sprintf("gave up after %d deliveries", d.DeliveryCount))
-		if err := w.save(sctx, job.runID, rows, nil); err != nil {
+		if err := w.fail(sctx, job.runID, retry, fmt.Sprintf("gave up after %d deliveries", d.DeliveryCount), nil); err != nil {
 			log.Error("could not record the failed repositories", "err", err)
 		}
 	}
@@ -424,12 +514,11 @@ func (w *Worker) continueBatch(ctx context.Context, log *slog.Logger, job batchJ
 	n := job.resume.Number() + 1
 	if n > MaxContinuations {
 		reason := fmt.Sprintf("not finished after %d continuations", MaxContinuations)
-		rows := failRows(unfinished, reason)
-		if err := w.save(ctx, job.runID, rows, nil); err != nil {
+		if err := w.fail(ctx, job.runID, unfinished, reason, nil); err != nil {
 			return fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 		}
-		batch.Status, batch.Error = checkpoint.StatusFailed, fmt.Sprintf("%d repositories %s", len(rows), reason)
-		log.Error("batch gave up after too many continuations", "repositories", len(rows))
+		batch.Status, batch.Error = checkpoint.StatusFailed, fmt.Sprintf("%d repositories %s", len(unfinished), reason)
+		log.Error("batch gave up after too many continuations", "repositories", len(unfinished))
 		return nil
 	}
 	msg := queue.Message{
@@ -461,14 +550,24 @@ func (w *Worker) continueBatch(ctx context.Context, log *slog.Logger, job batchJ
 	return nil
 }
 
-// failRows marks the states failed with reason and returns their rows.
-func failRows(states []*repoState, reason string) []checkpoint.Repo {
-	rows := make([]checkpoint.Repo, 0, len(states))
+// fail marks the states' repositories failed with reason (and the error
+// of cause, else each one's retry error), merging into their rows so that
+// counts another delivery wrote meanwhile stay.
+func (w *Worker) fail(ctx context.Context, runID string, states []*repoState, reason string, cause error) error {
+	var errs []error
 	for _, st := range states {
-		st.row.Status, st.row.Reason = checkpoint.StatusFailed, reason
-		rows = append(rows, st.row)
+		text := errText(cause)
+		if text == "" {
+			text = errText(st.retry)
+		}
+		errs = append(errs, w.update(ctx, runID, st, func(row *checkpoint.Repo) {
+			row.Status, row.Reason = checkpoint.StatusFailed, reason
+			if text != "" {
+				row.Error = text
+			}
+		}))
 	}
-	return rows
+	return errors.Join(errs...)
 }
 
 // recordBatchError records err in the batch row of a delivery that will be
@@ -483,12 +582,8 @@ func (w *Worker) recordBatchError(ctx context.Context, log *slog.Logger, job bat
 // giveUp records, on the last delivery, that nobody will finish the states'
 // repositories or the batch.
 func (w *Worker) giveUp(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, states []*repoState, reason string, cause error) {
-	rows := failRows(states, reason)
-	for i := range rows {
-		rows[i].Error = cause.Error()
-	}
 	batch.Status, batch.Error = checkpoint.StatusFailed, cause.Error()
-	if err := w.save(ctx, job.runID, rows, batch); err != nil {
+	if err := errors.Join(w.fail(ctx, job.runID, states, reason, cause), w.save(ctx, job.runID, nil, batch)); err != nil {
 		log.Error("could not record the batch's failure", "err", err)
 	}
 }

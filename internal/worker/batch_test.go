@@ -37,7 +37,7 @@ func TestOwnMessagePurgesAndCheckpoints(t *testing.T) {
 			w := f.worker(t)
 			msg := queue.Message{RunID: "s-20250101T020000Z", Batch: 2, Batches: 3,
 				Repositories: []string{"team-a/api", "ops/tools", "team-b/web"}}
-			d := worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
+			d := worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
 
 			out, err := w.Handle(t.Context(), d)
 			require.NoError(t, err)
@@ -116,7 +116,7 @@ func TestRedeliveryResumesFromTheRowsCursor(t *testing.T) {
 	}}, nil))
 
 	w := f.worker(t)
-	_, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 2})
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 2})
 	require.NoError(t, err)
 	tags := tagNames(reg, repo)
 	for i := range 8 {
@@ -143,7 +143,7 @@ func TestDeadlineSendsAContinuation(t *testing.T) {
 	f.opts.Deadline = 120 * time.Millisecond
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-deadline", Batch: 4, Batches: 5, Repositories: repos}
-	out, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	out, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err, "the deadline is not a failure")
 	require.True(t, out.Continued)
 
@@ -201,7 +201,7 @@ func TestTooManyContinuationsFail(t *testing.T) {
 	f.opts.Deadline = time.Nanosecond // nothing can start
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-stuck", Repositories: []string{"team-a/r1"}, Resume: &queue.Resume{N: worker.MaxContinuations}}
-	out, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	out, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	assert.False(t, out.Continued)
 	assert.Empty(t, f.sender.Take())
@@ -222,7 +222,7 @@ func TestTransientFailuresAreRetriedThenRecorded(t *testing.T) {
 	seedCI(reg, "team-a/flaky", 4)
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-flaky", Repositories: []string{"team-a/flaky", "team-a/ok"}}
-	d := worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
+	d := worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
 
 	reg.SetFaults(acremu.Faults{ErrorRate: 1})
 	_, err := w.Handle(t.Context(), d)
@@ -263,7 +263,7 @@ func TestRetryThenSuccessResumes(t *testing.T) {
 	seedCI(reg, "team-a/app", 6)
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-retry", Repositories: []string{"team-a/app"}}
-	d := worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
+	d := worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
 	reg.SetFaults(acremu.Faults{ErrorRate: 1})
 	_, err := w.Handle(t.Context(), d)
 	require.Error(t, err)
@@ -291,7 +291,7 @@ func TestForbiddenRepositoriesAreNamed(t *testing.T) {
 	}
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-abac", Repositories: []string{"team-a/app", "team-b/app", "team-r/app"}}
-	_, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err, "a forbidden repository is not a failure of the message")
 	rows, err := f.store.GetRepos(t.Context(), msg.RunID, msg.Repositories)
 	require.NoError(t, err)
@@ -310,7 +310,7 @@ func TestForbiddenRepositoriesAreNamed(t *testing.T) {
 	f.opts.DryRun = true
 	w = f.worker(t)
 	msg.RunID = "s-abac-dry"
-	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err = w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	rows, err = f.store.GetRepos(t.Context(), msg.RunID, msg.Repositories)
 	require.NoError(t, err)
@@ -336,10 +336,10 @@ func TestTokenFailureIsTransient(t *testing.T) {
 	f.opts.Tokens = broker
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-token", Repositories: []string{"team-a/app"}}
-	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err = w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "access token")
-	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 3})
+	_, err = w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 3})
 	require.Error(t, err)
 	rows, err := f.store.GetRepos(t.Context(), msg.RunID, msg.Repositories)
 	require.NoError(t, err)
@@ -366,7 +366,7 @@ func TestCancelledInvocationKeepsProgressAndRetries(t *testing.T) {
 		}
 		cancel()
 	}()
-	_, err := w.Handle(ctx, worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err := w.Handle(ctx, worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.Error(t, err, "a cancelled invocation is redelivered")
 	assert.Empty(t, f.sender.Take(), "no continuation for a cancelled invocation")
 	rows, err := f.store.GetRepos(t.Context(), msg.RunID, repos)
@@ -382,7 +382,7 @@ func TestCancelledInvocationKeepsProgressAndRetries(t *testing.T) {
 	// redelivery, as they would before a message lock expires.
 	require.NoError(t, reg.WaitIdle(t.Context(), 50*time.Millisecond))
 	reg.SetFaults(acremu.Faults{})
-	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 2})
+	_, err = w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 2})
 	require.NoError(t, err)
 	rows, err = f.store.GetRepos(t.Context(), msg.RunID, repos)
 	require.NoError(t, err)
@@ -401,5 +401,34 @@ func TestNewValidates(t *testing.T) {
 	require.Error(t, err)
 	for _, want := range []string{"policy", "store", "token", "client", "registry", "batch size", "deadline"} {
 		assert.True(t, strings.Contains(err.Error(), want), want)
+	}
+}
+
+// TestUntaggedRulesNeedPull: a rule that deletes untagged manifests reads
+// their bodies (index children, subjects), so the token must grant pull.
+// The Worker used to check only metadata_read and delete (the CLI checked
+// pull too); both now use purge.NeededActions.
+func TestUntaggedRulesNeedPull(t *testing.T) {
+	identity := &acremu.Identity{Name: "abac", Grants: []acremu.Grant{
+		{RepositoryPrefix: "team-a/"},
+		{RepositoryPrefix: "team-u/", Actions: []string{acr.ActionDelete, acr.ActionMetadataRead, acr.ActionMetadataWrite}},
+	}}
+	const untaggedPolicy = `{"rules":[{"filters":["team-.*:^ci-"],"ago":"30d","keep":2,"untagged":true}]}`
+	f := newFixture(t, fixtureOpts{emu: emutest.Options{Registry: acremu.Options{ABAC: true}, Identity: identity}}, untaggedPolicy)
+	reg := f.env.Registry
+	for _, r := range []string{"team-a/app", "team-u/app"} {
+		seedCI(reg, r, 4)
+	}
+	w := f.worker(t)
+	msg := queue.Message{RunID: "s-pull", Repositories: []string{"team-a/app", "team-u/app"}}
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	require.NoError(t, err)
+	rows, err := f.store.GetRepos(t.Context(), msg.RunID, msg.Repositories)
+	require.NoError(t, err)
+	assert.Equal(t, checkpoint.StatusDone, rows["team-a/app"].Status)
+	assert.Equal(t, checkpoint.StatusForbidden, rows["team-u/app"].Status)
+	assert.Contains(t, rows["team-u/app"].Reason, "grant pull on this repository")
+	for _, d := range reg.Deletes() {
+		assert.Equal(t, "team-a/app", d.Repo, "nothing is deleted where the plan cannot be made safely")
 	}
 }

@@ -32,14 +32,17 @@
 // # Processing a batch
 //
 // Repositories already in a terminal state (done, skipped, forbidden,
-// failed) are skipped; repositories no rule covers are recorded as skipped
-// ("not in policy"): a message cannot widen the policy. The remaining ones
-// share one token source (repository scopes with acr.PurgeActions) and one
-// purge.Executor, and up to Options.RepoParallelism of them
-// (PURGE_REPOSITORY_PARALLELISM) are purged at a time.
-// The token's access claim is checked first: a repository lacking
-// metadata_read, delete (unless dry run) or metadata_write (when a rule has
-// includeLocked) is recorded as forbidden with the missing actions named.
+// failed) are skipped. The remaining ones go to purge.RunBatch, the batch
+// purge `handler purge` uses too; the Worker only adds checkpoints (its
+// Begin and Done callbacks). RunBatch records repositories no rule covers
+// as skipped ("not in policy": a message cannot widen the policy), gets one
+// token for the batch (acr.PurgeScopes), checks its access claim against
+// purge.NeededActions (metadata_read; pull when a rule deletes untagged
+// manifests; delete unless dry run; metadata_write when a rule has
+// includeLocked) and records a repository lacking any as forbidden with the
+// missing actions named, then purges up to Options.RepoParallelism
+// (PURGE_REPOSITORY_PARALLELISM) at a time on one
+// purge.Executor.
 //
 // Before a repository is purged its row is written as partial with a cursor
 // (phase tags, planTime now, or the cursor of an earlier attempt), so a crash

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -13,9 +14,9 @@ import (
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/policy"
 	"github.com/acrpurge/acrpurge/internal/queue"
-	"github.com/acrpurge/acrpurge/internal/scheduler/fanouttest"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
 	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
@@ -27,7 +28,7 @@ const ciPolicy = `{"rules":[{"name":"ci","filters":["team-.*:^ci-"],"ago":"30d",
 type fixture struct {
 	env    *emutest.Env
 	store  checkpoint.Store
-	sender *fanouttest.Sender
+	sender *fakebus.Queue
 	opts   worker.Options
 }
 
@@ -48,7 +49,7 @@ func newFixture(t *testing.T, fo fixtureOpts, policyJSON string) *fixture {
 	if fo.store == nil {
 		fo.store = checkpoint.NewMemory()
 	}
-	f := &fixture{env: env, store: fo.store, sender: fanouttest.NewSender()}
+	f := &fixture{env: env, store: fo.store, sender: fakebus.New(fakebus.Options{})}
 	f.opts = worker.Options{
 		Registry: env.Endpoint, Policy: mustPolicy(t, policyJSON), Store: f.store, Sender: f.sender,
 		Tokens: env.Broker, Client: env.Client, BatchSize: 10, Concurrency: 4, MaxDeliveries: 3,
@@ -93,6 +94,27 @@ func tagNames(reg *acremu.Registry, repo string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// own creates the run and batch of an own message, as its trigger would
+// have (the Worker refuses own messages of runs that do not exist), and
+// encodes the message.
+func (f *fixture) own(t *testing.T, m queue.Message) []byte {
+	t.Helper()
+	if m.Trigger == "" {
+		m.Trigger = queue.TriggerSchedule
+	}
+	if m.Batches == 0 {
+		m.Batches, m.Batch = 1, 1
+	}
+	run := checkpoint.Run{ID: m.RunID, Trigger: m.Trigger, Batches: m.Batches, Repositories: len(m.Repositories), Enqueued: true}
+	_, _, err := f.store.CreateRun(t.Context(), run, []checkpoint.Batch{{N: m.Batch, Repositories: m.Repositories}})
+	require.NoError(t, err)
+	if _, err := f.store.GetBatch(t.Context(), m.RunID, m.Batch); errors.Is(err, checkpoint.ErrNotFound) {
+		require.NoError(t, f.store.SaveProgress(t.Context(), m.RunID, nil,
+			&checkpoint.Batch{RunID: m.RunID, N: m.Batch, Repositories: m.Repositories, Status: checkpoint.StatusQueued}))
+	}
+	return ownBody(t, m)
 }
 
 // ownBody encodes an own message.

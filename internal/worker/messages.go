@@ -2,66 +2,55 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/queue"
 )
 
-// hashID returns prefix + the first 12 hex digits of sha256(key).
-func hashID(prefix, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return prefix + hex.EncodeToString(sum[:])[:12]
-}
-
 // own processes a batch written by the Scheduler, a re-fan-out or a
-// continuation.
+// continuation. Runs are created only by their trigger (the Scheduler, a
+// portal re-fan-out), before any of their messages is sent: a message in
+// the app's own format must name a run and batch that exist and only
+// repositories of that batch, or it is rejected (recorded and completed).
+// Anyone allowed to send to the queue could otherwise create a future
+// nightly run and so switch that night off. The run's dry-run flag and
+// trigger win over the message's; a message may only ask for a dry run.
 func (w *Worker) own(ctx context.Context, log *slog.Logger, d Delivery, m *queue.Message) (Outcome, error) {
 	out := Outcome{Kind: KindOwn, RunID: m.RunID, Batch: m.Batch}
-	if _, err := w.o.Store.GetRun(ctx, m.RunID); errors.Is(err, checkpoint.ErrNotFound) {
-		// The run row is written before any message is sent, so this is a
-		// message whose checkpoints were lost (or sent by hand): recreate
-		// the run from the message.
-		log.Warn("run row missing: creating it from the message", "run", m.RunID)
-		run := checkpoint.Run{
-			ID: m.RunID, Trigger: m.Trigger, DryRun: m.DryRun || w.o.DryRun, PolicyHash: w.o.Policy.Hash(),
-			Started: w.o.Now(), Batches: m.Batches, Enqueued: true,
-			Note: "run row created by the worker from message " + d.MessageID,
-		}
-		if _, _, err := w.o.Store.CreateRun(ctx, run, []checkpoint.Batch{{N: m.Batch, Repositories: m.Repositories}}); err != nil {
-			return out, fmt.Errorf("run %s: create missing run: %w", m.RunID, err)
-		}
-	} else if err != nil {
+	run, err := w.o.Store.GetRun(ctx, m.RunID)
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound) || errors.Is(err, checkpoint.ErrInvalid):
+		return w.reject(ctx, log, d, fmt.Errorf("run %.80q does not exist: a message in the app's own format must "+
+			"belong to a run its trigger created (send {\"repositories\":[…]} to start a run by hand)", m.RunID))
+	case err != nil:
 		return out, fmt.Errorf("run %s: %w", m.RunID, err)
 	}
+	batch, err := w.o.Store.GetBatch(ctx, m.RunID, m.Batch)
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound) || errors.Is(err, checkpoint.ErrInvalid):
+		return w.reject(ctx, log, d, fmt.Errorf("run %s has no batch %d", m.RunID, m.Batch))
+	case err != nil:
+		return out, fmt.Errorf("run %s batch %d: %w", m.RunID, m.Batch, err)
+	}
+	for _, r := range m.Repositories {
+		if !slices.Contains(batch.Repositories, r) {
+			return w.reject(ctx, log, d, fmt.Errorf("repository %.100q is not part of run %s batch %d", r, m.RunID, m.Batch))
+		}
+	}
 	return w.process(ctx, d, batchJob{
-		runID: m.RunID, n: m.Batch, batches: m.Batches, trigger: m.Trigger,
-		repos: m.Repositories, dryRun: m.DryRun || w.o.DryRun, resume: m.Resume,
+		runID: m.RunID, n: m.Batch, batches: run.Batches, trigger: run.Trigger,
+		repos: m.Repositories, dryRun: run.DryRun || m.DryRun || w.o.DryRun, resume: m.Resume,
 	}, out)
 }
 
 // portal handles {"repositories":[…]} sent by an operator.
 func (w *Worker) portal(ctx context.Context, log *slog.Logger, d Delivery, dec queue.Decoded) (Outcome, error) {
-	// Redeliveries share the MessageID and the enqueue time; a message sent
-	// again later with the same MessageID (a script with a fixed ID, a
-	// re-send from Service Bus Explorer) is a new request and a new run.
-	key := d.MessageID
-	if key == "" {
-		// Service Bus always sets a MessageID; without one, the body and
-		// enqueue time identify the message.
-		key = string(d.Body)
-	}
-	if !d.EnqueuedAt.IsZero() {
-		key += "@" + d.EnqueuedAt.UTC().Format(time.RFC3339Nano)
-	}
-	runID := hashID("p-", key)
+	runID := queue.PortalRunID(d.MessageID, d.Body, d.EnqueuedAt)
 	dryRun := dec.DryRun || w.o.DryRun
 	repos := slices.Clone(dec.Repositories)
 	slices.Sort(repos)
@@ -100,7 +89,12 @@ func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *qu
 	ignore := func(reason string) (Outcome, error) {
 		return Outcome{Kind: KindIgnored, Reason: reason, Summary: fmt.Sprintf("push to %s ignored: %s", repo, reason)}, nil
 	}
-	if ev.Host != "" && !strings.EqualFold(ev.Host, w.o.Registry.Service) {
+	switch {
+	case ev.Host == "":
+		log.Warn("push event without data.request.host ignored: it cannot be shown to come from this registry", "repository", repo, "eventId", ev.ID)
+		return ignore("the event names no registry host (data.request.host)")
+	case !strings.EqualFold(ev.Host, w.o.Registry.Service):
+		log.Warn("push event from another registry ignored", "repository", repo, "eventId", ev.ID, "host", fmt.Sprintf("%.100q", ev.Host))
 		return ignore(fmt.Sprintf("event from another registry (%.100q)", ev.Host))
 	}
 	ok, err := w.o.Policy.MatchRepository(repo)
@@ -119,14 +113,7 @@ func (w *Worker) event(ctx context.Context, log *slog.Logger, d Delivery, ev *qu
 			return ignore(fmt.Sprintf("debounced: purged %s ago by run %s", since.Round(1e9), by))
 		}
 	}
-	key := ev.ID
-	if key == "" {
-		key = d.MessageID
-	}
-	if key == "" {
-		key = string(d.Body)
-	}
-	runID := hashID("e-", key)
+	runID := queue.EventRunID(ev.ID, d.MessageID, d.Body, repo)
 	out := Outcome{Kind: KindEvent, RunID: runID, Batch: 1}
 	dryRun := w.o.DryRun
 	run := checkpoint.Run{

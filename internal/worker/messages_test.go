@@ -69,6 +69,7 @@ func TestPushEvents(t *testing.T) {
 		{"another registry", string(pushEvent(t, queue.SchemaEventGrid, "e1", queue.EventTypeImagePushed, "team-a/api", "evil.azurecr.io")), "another registry"},
 		{"not in policy", string(pushEvent(t, queue.SchemaCloudEvents, "e2", queue.EventTypeImagePushed, "ops/tools", host)), "not in policy"},
 		{"other event type", string(pushEvent(t, queue.SchemaEventGrid, "e3", "Microsoft.ContainerRegistry.ImageDeleted", "team-a/api", host)), "ImageDeleted"},
+		{"no host", string(pushEvent(t, queue.SchemaEventGrid, "e4", queue.EventTypeImagePushed, "team-a/api", "")), "names no registry host"},
 	}
 	for _, c := range ignored {
 		out := handle([]byte(c.body), "m-"+c.name)
@@ -117,6 +118,17 @@ func TestPushEvents(t *testing.T) {
 	assert.Equal(t, out2.RunID, out5.RunID)
 	require.Len(t, out5.Repos, 1)
 	assert.True(t, out5.Repos[0].Already)
+
+	// Two events sharing an id, for different repositories, are two runs.
+	clock = clock.Add(time.Hour)
+	out6 := handle(pushEvent(t, queue.SchemaEventGrid, "evt-same", queue.EventTypeImagePushed, "team-a/api", host), "m-same-1")
+	out7 := handle(pushEvent(t, queue.SchemaEventGrid, "evt-same", queue.EventTypeImagePushed, "team-b/web", host), "m-same-2")
+	require.Equal(t, worker.KindEvent, out6.Kind)
+	require.Equal(t, worker.KindEvent, out7.Kind)
+	assert.NotEqual(t, out6.RunID, out7.RunID)
+	require.Len(t, out7.Repos, 1)
+	assert.Equal(t, "team-b/web", out7.Repos[0].Name)
+	assert.False(t, out7.Repos[0].Already, "the second repository is purged, not taken for the first's")
 	assertNoDoubleDeletes(t, reg)
 }
 
@@ -249,4 +261,51 @@ func TestExcerpt(t *testing.T) {
 	odd := "x" + long
 	got = worker.Excerpt([]byte(odd))
 	assert.Equal(t, "x"+strings.Repeat("é", worker.ExcerptBytes/2-1)+"…", got)
+}
+
+// TestOwnMessagesMustBelongToAnExistingRun: a message in the app's own
+// format cannot create a run (it could name a future nightly run and so
+// switch that night off), cannot name a batch the run does not have, nor a
+// repository outside its batch; it is rejected, recorded and completed.
+// A real batch keeps its run's dry run whatever the message says.
+func TestOwnMessagesMustBelongToAnExistingRun(t *testing.T) {
+	f := newFixture(t, fixtureOpts{}, ciPolicy)
+	seedCI(f.env.Registry, "team-a/app", 6)
+	w := f.worker(t)
+	future := queue.Message{Version: queue.Version, RunID: "s-20991231T020000Z", Batch: 1, Batches: 1,
+		Trigger: queue.TriggerSchedule, Repositories: []string{"team-a/app"}, DryRun: true}
+	deliver := func(m queue.Message) worker.Outcome {
+		t.Helper()
+		out, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, m), MessageID: m.MessageID(), DeliveryCount: 1})
+		require.NoError(t, err, "a refused message is completed, not retried")
+		return out
+	}
+	out := deliver(future)
+	assert.Equal(t, worker.KindRejected, out.Kind)
+	assert.Contains(t, out.Reason, "does not exist")
+	_, err := f.store.GetRun(t.Context(), future.RunID)
+	require.ErrorIs(t, err, checkpoint.ErrNotFound, "no run was created for the forged message")
+
+	// A real run (created by its trigger, a dry run) with one batch.
+	real := queue.Message{RunID: "s-20250101T020000Z", Batch: 1, Batches: 1, Trigger: queue.TriggerSchedule, Repositories: []string{"team-a/app"}}
+	run := checkpoint.Run{ID: real.RunID, Trigger: queue.TriggerSchedule, DryRun: true, Batches: 1, Repositories: 1, Enqueued: true}
+	_, _, err = f.store.CreateRun(t.Context(), run, []checkpoint.Batch{{N: 1, Repositories: real.Repositories}})
+	require.NoError(t, err)
+	other := real
+	other.Batch, other.Batches = 2, 2
+	assert.Contains(t, deliver(other).Reason, "has no batch 2")
+	outside := real
+	outside.Repositories = []string{"team-a/app", "team-b/other"}
+	assert.Contains(t, deliver(outside).Reason, `"team-b/other" is not part of run`)
+	rejs, err := f.store.ListRejections(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Len(t, rejs, 3, "every refusal is recorded")
+
+	out = deliver(real) // asks for deletes; the run is a dry run
+	assert.Equal(t, worker.KindOwn, out.Kind)
+	assert.Len(t, f.env.Registry.Tags("team-a/app"), 8, "the run's dry run wins: nothing deleted")
+	rows, err := f.store.GetRepos(t.Context(), real.RunID, real.Repositories)
+	require.NoError(t, err)
+	assert.Equal(t, checkpoint.StatusDone, rows["team-a/app"].Status)
+	assert.Positive(t, rows["team-a/app"].TagsDeleted, "counted as would-delete")
 }

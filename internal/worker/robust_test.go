@@ -26,7 +26,7 @@ func TestFutureCursorIsIgnored(t *testing.T) {
 	future := cursorJSON(t, policy.Cursor{Phase: policy.PhaseTags, PlanTime: reg.Now().Add(100 * 365 * day)})
 	msg := queue.Message{RunID: "s-future", Repositories: []string{"team-a/app"},
 		Resume: &queue.Resume{N: 1, Cursors: map[string]json.RawMessage{"team-a/app": json.RawMessage(future)}}}
-	_, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	assert.Equal(t, ciSurvivors, tagNames(reg, "team-a/app"), "ci-fresh (1 h old) survives")
 
@@ -35,7 +35,7 @@ func TestFutureCursorIsIgnored(t *testing.T) {
 	skew := cursorJSON(t, policy.Cursor{Phase: policy.PhaseTags, PlanTime: reg.Now().Add(time.Minute)})
 	msg = queue.Message{RunID: "s-skew", Repositories: []string{"team-a/skew"},
 		Resume: &queue.Resume{N: 1, Cursors: map[string]json.RawMessage{"team-a/skew": json.RawMessage(skew)}}}
-	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err = w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	assert.Equal(t, ciSurvivors, tagNames(reg, "team-a/skew"))
 }
@@ -49,7 +49,7 @@ func TestLastDeliveryRecordsAnUnsentContinuation(t *testing.T) {
 	f.sender.FailAfter(0, errors.New("service bus unreachable"))
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-unsent", Repositories: []string{"team-a/r1"}}
-	d := worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
+	d := worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
 
 	_, err := w.Handle(t.Context(), d)
 	require.ErrorContains(t, err, "service bus unreachable")
@@ -90,7 +90,7 @@ func TestContinuationSentCompletesTheMessage(t *testing.T) {
 	f.opts.Store = continuedSaveFails{f.store}
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-sent", Repositories: []string{"team-a/r1"}}
-	out, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	out, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	assert.True(t, out.Continued)
 	assert.Len(t, f.sender.Take(), 1)
@@ -105,7 +105,7 @@ func TestSupersededMessageDoesNothing(t *testing.T) {
 	f.opts.Deadline = time.Nanosecond
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-super", Repositories: []string{"team-a/r1"}}
-	d := worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
+	d := worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1}
 	out, err := w.Handle(t.Context(), d)
 	require.NoError(t, err)
 	require.True(t, out.Continued)
@@ -140,7 +140,7 @@ func TestProgressIsStamped(t *testing.T) {
 		[]checkpoint.Batch{{N: 1, Repositories: msg.Repositories, Updated: created}})
 	require.NoError(t, err)
 	reg.Advance(3 * time.Hour)
-	_, err = w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err = w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	b, err := f.store.GetBatch(t.Context(), msg.RunID, 1)
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func TestInvocationIsBounded(t *testing.T) {
 	f.opts.Store = deadlineStore{f.store, &got}
 	w := f.worker(t)
 	msg := queue.Message{RunID: "s-bounded", Repositories: []string{"team-a/r1"}}
-	_, err := w.Handle(t.Context(), worker.Delivery{Body: ownBody(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
+	_, err := w.Handle(t.Context(), worker.Delivery{Body: f.own(t, msg), MessageID: msg.MessageID(), DeliveryCount: 1})
 	require.NoError(t, err)
 	require.False(t, got.IsZero(), "the run row is read under a deadline")
 	assert.WithinDuration(t, time.Now().Add(f.opts.Deadline+worker.Grace+worker.SetupTimeout), got, 5*time.Second)

@@ -24,6 +24,17 @@ const (
 	// RepoParallelism is the default of Options.RepoParallelism
 	// (PURGE_REPOSITORY_PARALLELISM).
 	RepoParallelism = 4
+	// FlushDeletes and FlushEvery: a repository's progress is checkpointed
+	// once this many of its deletes are not, or when one has waited this
+	// long (checked every FlushCheck). A process killed mid-repository
+	// loses at most that much from the counts, which then say "at least".
+	FlushDeletes = 50
+	FlushEvery   = 5 * time.Second
+	FlushCheck   = 250 * time.Millisecond
+	// StaleAttempt: an attempt listed in a row's Live set without a
+	// heartbeat for this long has died; its uncounted deletes make the
+	// counts a lower bound.
+	StaleAttempt = checkpoint.StaleAttempt
 	// MaxClockSkew is how far in the future a resume cursor's plan time may
 	// be (clocks of different instances differ a little).
 	MaxClockSkew = 5 * time.Minute
@@ -77,9 +88,8 @@ type Options struct {
 
 // Worker handles queue messages. It is safe for concurrent use.
 type Worker struct {
-	o      Options
-	log    *slog.Logger
-	locked bool // some rule has includeLocked: metadata_write is needed
+	o   Options
+	log *slog.Logger
 }
 
 // New validates o and returns a Worker.
@@ -122,11 +132,7 @@ func New(o Options) (*Worker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{o: o, log: log}
-	for _, r := range o.Policy.Rules {
-		w.locked = w.locked || r.IncludeLocked
-	}
-	return w, nil
+	return &Worker{o: o, log: log}, nil
 }
 
 // Delivery is one delivered Service Bus message.

@@ -103,4 +103,4 @@ func (r *Registry) Now() time.Time {
 func (r *Registry) Advance(d time.Duration) { r.offset.Add(int64(d)) }
 
 // SetNow sets the emulator clock so that Now() returns t at this instant.
-func (r *Registry) SetNow(t time.Time) { r.offset.Store(int64(t.Sub(time.Now()))) }
+func (r *Registry) SetNow(t time.Time) { r.offset.Store(int64(time.Until(t))) }

@@ -56,18 +56,3 @@ func startEnv(o envOptions) (*env, error) {
 
 // Close stops the emulator; its content and statistics stay readable.
 func (e *env) Close() { e.reg.Close() }
-
-// purgeScopes are the scopes one purge message asks for.
-func purgeScopes(repos ...string) []acr.Scope {
-	scopes := make([]acr.Scope, len(repos))
-	for i, r := range repos {
-		scopes[i] = acr.RepositoryScope(r, acr.PurgeActions...)
-	}
-	return scopes
-}
-
-// scoped returns a client whose one token covers exactly repos, as the
-// Worker's client for one message.
-func (e *env) scoped(repos ...string) *acr.Client {
-	return e.client.WithTokens(e.broker.Source(purgeScopes(repos...)...))
-}

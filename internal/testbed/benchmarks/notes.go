@@ -16,8 +16,10 @@ func (r *Results) Notes() []string {
 			"timings depend on the machine and on whatever else it runs (see the load average).",
 		"acrpurge runs as deployed: one message (one access token, one executor) per 10 repositories, 4 messages in flight " +
 			"(host.json maxConcurrentCalls), PURGE_CONCURRENCY 8 deletes in flight per message, 4 repositories at a time per " +
-			"message; it re-reads each item just before deleting it (one more request per delete). Its delete budget is far " +
-			"above what a run reaches except in the governance rows.",
+			"message; every delete goes out at most 2 s after a read of its item (the tag listing page while fresh, else a " +
+			"re-read listing page, or one GET), which the requests-per-delete row counts. Its delete budget is far " +
+			"above what a run reaches except in the governance rows. Slots ÷ latency: the deletes/s that all the " +
+			"deletes allowed in flight (messages × PURGE_CONCURRENCY) would reach if each took exactly the injected latency.",
 		"Sequential baseline: one request at a time, one delete at a time, one access token per repository; the same " +
 			"planner (so the same deletions), the same client retries (5xx backoff, 429 Retry-After); no re-read before a " +
 			"delete. It runs in the same process right after acrpurge, on a fresh registry seeded identically, under the same " +
@@ -61,7 +63,7 @@ func (r *Results) Notes() []string {
 			"setup (seed, wiring) %.1f s not counted. Tokens per message leave out the Scheduler's catalog token. The "+
 			"emulator adds no latency here (RunStack has no such option), so both sides are bound by this machine's CPU, "+
 			"not by waiting on a registry: acrpurge's concurrency buys little, and its extra work (fan-out, the HTTP hop "+
-			"to the handler, checkpoints, a re-read before each delete) costs; here it was %.2f× the baseline. With "+
+			"to the handler, checkpoints) costs; here it was %.2f× the baseline. With "+
 			"registry latency, concurrency dominates (see the throughput rows). Baseline: the catalog listed, then "+
 			"Sequential over %s; both sides' deletions are checked against what the seed expects.",
 			l.Purged, l.Repositories, l.Forbidden, l.Options.BatchSize, l.Setup.Seconds(), l.Speedup, baselineScope(l.Baseline)))

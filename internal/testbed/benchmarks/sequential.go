@@ -52,6 +52,9 @@ type SequentialFigures struct {
 	Tokens    int `json:"tokens"`
 	Throttled int `json:"throttled"`
 	Faults    int `json:"faults"`
+	// RequestsPerDelete is every request the registry counted (token
+	// requests included) per delete (Registry set).
+	RequestsPerDelete float64 `json:"requestsPerDelete"`
 }
 
 // Deleted is the tags and manifests it deleted.
@@ -66,7 +69,7 @@ func (f SequentialFigures) Deleted() int64 { return f.TagsDeleted + f.ManifestsD
 // time) and deletes those one by one, a referrer or index child only after
 // what it depends on. It uses the same planner as acrpurge, so both delete
 // exactly the same things; it does not re-read items before deleting them
-// (acrpurge does, which costs it one more request per delete). Retries
+// (acrpurge does when its last read is too old to trust). Retries
 // (5xx, 429 Retry-After) are the client's, the same as acrpurge's.
 func Sequential(ctx context.Context, o SequentialOptions) (SequentialFigures, error) {
 	if o.Client == nil || o.Broker == nil || o.Policy == nil {
@@ -95,13 +98,20 @@ func Sequential(ctx context.Context, o SequentialOptions) (SequentialFigures, er
 	if o.Registry != nil {
 		st := o.Registry.Stats()
 		f.Tokens, f.Throttled, f.Faults = st.AccessTokens, st.Throttled, st.Faults
+		requests := 0
+		for _, n := range st.Requests {
+			requests += n
+		}
+		if d := f.Deleted(); d > 0 {
+			f.RequestsPerDelete = float64(requests) / float64(d)
+		}
 	}
 	return f, nil
 }
 
 // sequentialRepo purges one repository for Sequential.
 func sequentialRepo(ctx context.Context, o SequentialOptions, repo string, now time.Time, f *SequentialFigures) error {
-	c := o.Client.WithTokens(o.Broker.Source(purgeScopes(repo)...))
+	c := o.Client.WithTokens(o.Broker.Source(acr.PurgeScopes([]string{repo})...))
 	rp, err := o.Policy.Planner(repo, now, policy.WithNotFound(acr.IsNotFound), policy.WithFetchConcurrency(1))
 	if err != nil {
 		f.Skipped++ // no rule applies

@@ -145,10 +145,14 @@ type ThroughputFigures struct {
 	// answered acrpurge.
 	Throttled int `json:"throttled"`
 	Faults    int `json:"faults"`
-	// Requests is every data-plane request acrpurge sent (the token
-	// endpoints left out); RequestsPerDelete = Requests/Deleted.
+	// Requests counts every request acrpurge made to the registry, token
+	// requests included; RequestsPerDelete = Requests/Deleted.
 	Requests          int     `json:"requests"`
 	RequestsPerDelete float64 `json:"requestsPerDelete"`
+	// SlotUsePercent is DeletesPerSecond as a percentage of what the
+	// deletes allowed in flight (InFlight × Concurrency) could do if each
+	// took exactly Latency: 100 means every slot always busy deleting.
+	SlotUsePercent float64 `json:"slotUsePercent"`
 	// SteadyDeletesPerSecond is the rate between the first and the last
 	// delete the registry recorded (listing before the first and the tail
 	// after the last left out).
@@ -204,9 +208,14 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 	f.DeletesPerSecond = perSecond(f.Deleted, f.Elapsed)
 	f.Tokens, f.Throttled, f.Faults = st.AccessTokens, st.Throttled, st.Faults
 	f.TokensPerBatch = float64(f.Tokens) / float64(f.Batches)
-	f.Requests = dataPlaneRequests(st)
+	for _, n := range st.Requests {
+		f.Requests += n
+	}
 	if f.Deleted > 0 {
 		f.RequestsPerDelete = float64(f.Requests) / float64(f.Deleted)
+	}
+	if o.Latency > 0 {
+		f.SlotUsePercent = 100 * f.DeletesPerSecond / (float64(o.InFlight*o.Concurrency) / o.Latency.Seconds())
 	}
 	f.SteadyDeletesPerSecond = steadyRate(e.reg.Deletes())
 	f.Budget = deletes.Stats()
@@ -237,17 +246,6 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 		f.Speedup = f.DeletesPerSecond / f.Baseline.DeletesPerSecond
 	}
 	return f, nil
-}
-
-// dataPlaneRequests is every request in st but the token endpoints'.
-func dataPlaneRequests(st acremu.Stats) int {
-	n := 0
-	for ep, c := range st.Requests {
-		if ep != "exchange" && ep != "token" {
-			n += c
-		}
-	}
-	return n
 }
 
 // steadyRate is the deletes per second between the first and the last of

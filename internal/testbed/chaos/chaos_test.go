@@ -25,6 +25,7 @@ import (
 	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/e2e/e2etest"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
 )
 
 // Environment variables of the suite.
@@ -120,6 +121,8 @@ func TestChaos(t *testing.T) {
 		{"registry restarted mid-run", registryRestarted},
 		{"everything at once", everythingAtOnce},
 		{"lock lost: one message handled twice at once", lockLost},
+		{"forged own message naming a future nightly run", forgedFutureRun},
+		{"every delivery of a message killed: dead-lettered", everyDeliveryDies},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
@@ -136,9 +139,9 @@ func TestChaos(t *testing.T) {
 
 // firstBatch pops the first message of the nightly run and returns it with
 // the purgeable repositories it names.
-func (w *world) firstBatch() (*e2etest.Message, []string) {
+func (w *world) firstBatch() (*fakebus.Message, []string) {
 	w.t.Helper()
-	m := w.h.Queue.Pop()
+	m := w.h.Receive()
 	require.NotNil(w.t, m)
 	dec, err := queue.Decode(m.Body)
 	require.NoError(w.t, err)
@@ -259,7 +262,7 @@ func killedMidBatch(t *testing.T, p params, rng *rand.Rand) {
 	killAtDelete.Store(-1)
 	killAtSave.Store(-1)
 	if !completed {
-		w.h.Queue.PushFront(m)
+		w.h.Requeue(m)
 	}
 	w.h.DrainParallel(encoding(rng), p.parallel)
 	assert.Equal(t, killed+1, w.h.Delivered(m.ID))
@@ -274,7 +277,7 @@ func killedMidBatch(t *testing.T, p params, rng *rand.Rand) {
 }
 
 // report returns the report of the run a message belongs to.
-func (w *world) report(m *e2etest.Message) *runs.Report {
+func (w *world) report(m *fakebus.Message) *runs.Report {
 	w.t.Helper()
 	rep, code := w.h.RunReport(strings.SplitN(m.ID, "/", 2)[0])
 	require.Equal(w.t, http.StatusOK, code)
@@ -309,7 +312,7 @@ func cancelledMidBatch(t *testing.T, p params, rng *rand.Rand) {
 	require.Positive(t, partial)
 	require.Less(t, partial, want)
 
-	w.h.Queue.PushFront(m)
+	w.h.Requeue(m)
 	w.h.DrainParallel(encoding(rng), p.parallel)
 	w.check(checks{complete: true, noRedo: true})
 	t.Log(describe(w.h.Reg))
@@ -402,7 +405,7 @@ func abacPartialGrant(t *testing.T, p params, rng *rand.Rand) {
 	w.populate(rng, p)
 	w.fireNightly()
 	revoked := false
-	for m := w.h.Queue.Pop(); m != nil; m = w.h.Queue.Pop() {
+	for m := w.h.Receive(); m != nil; m = w.h.Receive() {
 		if !revoked && strings.Contains(string(m.Body), `"team-b/`) {
 			w.h.Reg.SetGrants(identityName, slices.DeleteFunc(fullGrants(), func(g acremu.Grant) bool { return g.RepositoryPrefix == "team-b/" }))
 			revoked = true
@@ -445,7 +448,7 @@ func abacPartialGrant(t *testing.T, p params, rng *rand.Rand) {
 				assert.Equal(t, checkpoint.StatusDone, r.Status, "%s: %s %s", r.Name, r.Reason, r.Error)
 			case strings.HasPrefix(r.Name, "team-b/"), strings.HasPrefix(r.Name, "team-c/"):
 				assert.Equal(t, checkpoint.StatusForbidden, r.Status, r.Name)
-				assert.Contains(t, r.Reason, "metadata_read, delete", r.Name)
+				assert.Contains(t, r.Reason, "metadata_read, pull, delete", r.Name)
 			case strings.HasPrefix(r.Name, "team-d/"):
 				assert.Equal(t, checkpoint.StatusForbidden, r.Status, r.Name)
 				assert.Contains(t, r.Reason, "grant delete on", r.Name)
@@ -631,7 +634,7 @@ func lockLost(t *testing.T, p params, rng *rand.Rand) {
 	w.populate(rng, p)
 	w.h.Reg.SetFaults(acremu.Faults{Latency: time.Millisecond})
 	w.fireNightly()
-	for m := w.h.Queue.Pop(); m != nil; m = w.h.Queue.Pop() {
+	for m := w.h.Receive(); m != nil; m = w.h.Receive() {
 		type result struct {
 			status int
 			err    error
@@ -648,7 +651,7 @@ func lockLost(t *testing.T, p params, rng *rand.Rand) {
 			r := <-done
 			require.NoError(t, r.err)
 			if r.status != http.StatusOK {
-				w.h.Queue.PushBack(m)
+				w.h.Requeue(m)
 			}
 		}
 	}

@@ -204,6 +204,13 @@ func (d *deadStore) ListRejections(ctx context.Context, limit int) ([]checkpoint
 	return d.s.ListRejections(ctx, limit)
 }
 
+func (d *deadStore) UpdateRepo(ctx context.Context, runID, name string, fn func(*checkpoint.Repo) error) (checkpoint.Repo, error) {
+	if err := d.err(); err != nil {
+		return checkpoint.Repo{}, err
+	}
+	return d.s.UpdateRepo(ctx, runID, name, fn)
+}
+
 var _ checkpoint.Store = (*deadStore)(nil)
 
 // errFlaky is the transient failure a flaky store injects.

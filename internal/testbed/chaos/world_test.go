@@ -148,6 +148,7 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 	ctx := t.Context()
 	statuses := map[string][]checkpoint.Status{}
 	counted := map[string][2]int64{} // tags and manifests reported deleted
+	lower := map[string]bool{}       // some row says its counts are a lower bound
 	recs, err := h.Store.LatestRuns(ctx, 1000)
 	require.NoError(t, err)
 	for _, run := range recs {
@@ -177,6 +178,7 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 				if !run.DryRun { // a dry run purges nothing
 					statuses[name] = append(statuses[name], r.Status)
 					counted[name] = [2]int64{counted[name][0] + r.TagsDeleted, counted[name][1] + r.ManifestsDeleted}
+					lower[name] = lower[name] || r.CountsAtLeast(time.Now(), checkpoint.StaleAttempt)
 				}
 			}
 		}
@@ -187,7 +189,16 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 	}
 
 	seen := map[string]bool{}
+	actual := map[string][2]int64{} // tags and manifests the app's identity deleted
 	for _, d := range h.Reg.Deletes() {
+		if d.Identity == identityName {
+			switch d.Kind {
+			case acremu.KindTag:
+				actual[d.Repo] = [2]int64{actual[d.Repo][0] + 1, actual[d.Repo][1]}
+			case acremu.KindManifest, acremu.KindCascadeReferrer:
+				actual[d.Repo] = [2]int64{actual[d.Repo][0], actual[d.Repo][1] + 1}
+			}
+		}
 		k := d.Repo + "@" + d.Ref
 		require.False(t, seen[k], "deleted twice: %s (%s)", k, d.Kind)
 		seen[k] = true
@@ -219,6 +230,19 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 		}
 		assert.LessOrEqual(t, counted[name][0], int64(len(e.GoneTags)), "%s: more tags reported deleted than the policy deletes", name)
 		assert.LessOrEqual(t, counted[name][1], int64(len(e.GoneManifests)), "%s: more manifests reported deleted than the policy deletes", name)
+		// The checkpoints count what the registry deleted for the app:
+		// exactly, or, where a row says so (an attempt died uncounted),
+		// at most that — never more, never silently less.
+		if lower[name] {
+			assert.LessOrEqual(t, counted[name][0], actual[name][0], "%s: tags counted vs deleted (a lower bound)", name)
+			assert.LessOrEqual(t, counted[name][1], actual[name][1], "%s: manifests counted vs deleted (a lower bound)", name)
+		} else {
+			tagsOK := assert.Equal(t, actual[name][0], counted[name][0], "%s: tags counted vs deleted", name)
+			manifestsOK := assert.Equal(t, actual[name][1], counted[name][1], "%s: manifests counted vs deleted", name)
+			if !tagsOK || !manifestsOK {
+				w.dumpCounts(name, recs)
+			}
+		}
 		st := statuses[name]
 		purged := slices.ContainsFunc(st, func(s checkpoint.Status) bool {
 			return s == checkpoint.StatusDone || s == checkpoint.StatusFailed
@@ -237,6 +261,26 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 	}
 	require.Len(t, h.DeadLetters(), c.deadLetters, "dead letters")
 	return statuses
+}
+
+// dumpCounts logs the registry's deletions in a repository and its rows,
+// for a count that does not match.
+func (w *world) dumpCounts(name string, recs []checkpoint.Run) {
+	t, h := w.t, w.h
+	for _, d := range h.Reg.Deletes() {
+		if d.Repo == name {
+			t.Logf("delete %s %s by %s at %s", d.Kind, d.Ref, d.Identity, d.At.Format("15:04:05.000"))
+		}
+	}
+	for _, run := range recs {
+		rows, err := h.Store.ListRepos(t.Context(), run.ID)
+		require.NoError(t, err)
+		for _, r := range rows {
+			if r.Name == name {
+				t.Logf("row %s: %+v", run.ID, r)
+			}
+		}
+	}
 }
 
 // describe renders a short summary of the registry's counters for logs.

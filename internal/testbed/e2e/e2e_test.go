@@ -76,7 +76,7 @@ func TestNightlyFanOutWithABACIdentity(t *testing.T) {
 	for _, x := range rep.Repositories {
 		if x.Name == denied.Name {
 			assert.Equal(t, "forbidden", x.Status)
-			assert.Contains(t, x.Reason, "metadata_read, delete")
+			assert.Contains(t, x.Reason, "metadata_read, pull, delete", "an untagged rule reads manifest bodies")
 			continue
 		}
 		assert.Equal(t, "done", x.Status, x.Name)
@@ -98,7 +98,7 @@ func TestWorkerKilledMidBatchThenRedelivered(t *testing.T) {
 	}
 	_, status := h.FireTimer(nightly, false)
 	require.Equal(t, http.StatusOK, status)
-	m := h.Queue.Pop()
+	m := h.Receive()
 	require.NotNil(t, m)
 	require.Equal(t, nightlyRun+"/1", m.ID)
 
@@ -123,7 +123,7 @@ func TestWorkerKilledMidBatchThenRedelivered(t *testing.T) {
 
 	// Redelivery (DeliveryCount 2) without faults.
 	h.Reg.SetFaults(acremu.Faults{})
-	h.Queue.PushFront(m)
+	h.Requeue(m)
 	h.Drain(funchost.BodyDoubleString)
 	assert.Equal(t, 2, h.Delivered(m.ID))
 	assert.Empty(t, h.DeadLetters())
@@ -247,7 +247,7 @@ func TestPortalMessageRefannedIntoThreeBatches(t *testing.T) {
 	body, err := json.Marshal(map[string]any{"repositories": names})
 	require.NoError(t, err)
 	h.Queue.Put("3f9e7c2a-portal", body)
-	m := h.Queue.Pop()
+	m := h.Receive()
 	resp, status, err := h.Deliver(t.Context(), m, funchost.BodyObject)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 
@@ -17,7 +18,7 @@ import (
 const (
 	exitOK         = 0   // the stack ran; every message was handled
 	exitRuntime    = 1   // the stack could not run
-	exitUsage      = 2   // bad flags
+	exitUsage      = 2   // bad flags, settings or policy
 	exitIncomplete = 3   // the stack ran, but a message was dead-lettered or the timer failed
 	exitInterrupt  = 130 // interrupted (Ctrl-C): invocations in flight were cancelled
 )
@@ -109,6 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (Options, bool, error) {
 		"deliveries of a failing message before it is dead-lettered (PURGE_MAX_DELIVERIES)")
 	fs.Float64Var(&o.ErrorRate, "error-rate", 0,
 		"`fraction` of registry requests answered with a 5xx, to watch retries and redeliveries")
+	fs.StringVar(&o.HTMLDir, "html-dir", "",
+		"write each run's HTML page (the Runs function's ?format=html) to this `directory` (default: a new temporary one)")
 	verbose := fs.Bool("verbose", false, "log the app at info level (default: warnings and errors only)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
@@ -165,9 +168,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		Level: level, ReplaceAttr: dropTime,
 	}))
 	o.Progress = out
+	tempPages := o.HTMLDir == ""
+	if tempPages {
+		if o.HTMLDir, err = os.MkdirTemp("", "acrpurge-local-"); err != nil {
+			fmt.Fprintf(stderr, "handler local: a directory for the HTML pages: %v\n", err)
+			return exitRuntime
+		}
+	}
 
 	res, err := RunStack(ctx, o)
+	if tempPages && (res == nil || len(res.Pages) == 0) {
+		_ = os.Remove(o.HTMLDir) // empty: nothing to keep
+	}
+	var usage *UsageError
 	switch {
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "handler local: %v\nRun \"handler local -h\" for the flags.\n", err)
+		return exitUsage
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintln(stderr, "handler local: interrupted")
 		return exitInterrupt

@@ -1,6 +1,7 @@
 package localstack_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -72,6 +73,8 @@ func local(t *testing.T, env []string, args ...string) (int, string, string) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// The HTML pages go to a new directory under TMPDIR.
+	cmd.Env = append(cmd.Env, "TMPDIR="+t.TempDir())
 	cmd.Env = append(cmd.Env, env...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -249,6 +252,28 @@ func TestLocalNightly(t *testing.T) {
 	assert.Contains(t, out, "child-of-kept-index  a platform image of a kept multi-arch index", "the legend explains the reasons")
 	assert.Regexp(t, `(?m)^Done in \S+`, out)
 	assert.NotContains(t, errOut, "level=ERROR")
+
+	m := regexp.MustCompile(`(?m)^HTML page \(GET /api/runs/(\S+)\?format=html, or from a browser\): (.+)$`).FindStringSubmatch(out)
+	require.NotNil(t, m, "the run's page is written and its path printed")
+	page, err := os.ReadFile(m[2])
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(page), "<!DOCTYPE html>"))
+	assert.Contains(t, string(page), "<title>acrpurge run "+m[1]+"</title>")
+	assert.Equal(t, len(runs[0]), strings.Count(string(page), `<td class="name">`), "a row per repository of the report")
+}
+
+// TestLocalHTMLDir: --html-dir puts the pages where asked.
+func TestLocalHTMLDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pages")
+	code, out, errOut := local(t, nil, "--html-dir", dir, "--send", `{"repositories":["team-a/api"],"dryRun":true}`)
+	require.Equal(t, 0, code, errOut)
+	files, err := filepath.Glob(filepath.Join(dir, "run-*.html"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	assert.Contains(t, out, files[0])
+	page, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	assert.Contains(t, string(page), "Dry run:")
 }
 
 // TestLocalDryRun: nothing is deleted, the report says what would be.
@@ -322,6 +347,48 @@ func TestLocalExitCodes(t *testing.T) {
 	assert.Contains(t, out, "Dead-lettered messages")
 
 	code, _, errOut = local(t, nil, "--policy", "@missing.json")
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code, "a policy that cannot be read is a usage error, as for handler purge")
 	assert.Contains(t, errOut, "PURGE_POLICY")
+
+	code, _, errOut = local(t, nil, "--policy", `{"rules":[{"filters":["x"]}]}`)
+	assert.Equal(t, 2, code, "so is an invalid one")
+	assert.Contains(t, errOut, "PURGE_POLICY")
+}
+
+// TestLocalResumesAfterKill: a `handler local` with Table checkpoints is
+// killed (SIGKILL) in the middle of its run; its in-process queue dies with
+// it. The next one finds the run unfinished, sends its unfinished batches
+// again and reports the run done (skipped without Azurite).
+func TestLocalResumesAfterKill(t *testing.T) {
+	conn := azurite.Azurite(t)
+	table := azurite.TableName(t)
+	bin, err := handlerBinary()
+	require.NoError(t, err)
+	env := append(os.Environ(), config.CheckpointConnString+"="+conn, config.CheckpointTable+"="+table, "TMPDIR="+t.TempDir())
+	args := []string{"local", "--repositories", "400", "--batch-size", "2", "--error-rate", "0.02"}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	workers := 0
+	for sc.Scan() && workers < 20 {
+		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "Worker ") {
+			workers++
+		}
+	}
+	require.Equal(t, 20, workers, "the first run got going")
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+
+	code, out, errOut := local(t, []string{config.CheckpointConnString + "=" + conn, config.CheckpointTable + "=" + table},
+		"--repositories", "400", "--batch-size", "2")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Regexp(t, `(?m)^Resuming run s-\S+: an earlier .handler local. left \d+ of its \d+ batches unfinished`, out)
+	assert.Regexp(t, `(?m)^Run s-\S+: done, trigger schedule`, out, "the resumed run is reported, and finished")
+	assert.NotContains(t, out, "No run was created")
 }

@@ -22,7 +22,10 @@
 // Checkpoints are kept in memory, or in Table Storage (Azurite) when the
 // CheckpointStorage setting holds a connection string. At the end the runs
 // are reported with internal/runs, together with the registry's totals
-// before and after.
+// before and after, and each run's HTML page (the Runs function's
+// ?format=html) is written to a file (Options.HTMLDir, --html-dir). HostFront
+// plays the host's HTTP front for the Runs function, so that a browser can
+// be pointed at /api/runs while the stack runs (Options.Browse).
 //
 // RunStack does all of that and returns the data (for the CLI, tests and
 // benchmarks); Run is the command line around it.

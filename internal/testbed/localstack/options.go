@@ -1,9 +1,11 @@
 package localstack
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/app"
@@ -94,6 +96,13 @@ type Options struct {
 	// ErrorRate is the fraction of registry data-plane requests answered
 	// with a 5xx, to watch retries and redeliveries.
 	ErrorRate float64
+	// HTMLDir, if set, receives the HTML page of each run created (as the
+	// Runs function serves it with ?format=html), as run-{id}.html.
+	HTMLDir string
+	// Browse, if set, is called once the result is complete, while the app
+	// still runs, with the host's HTTP front for the Runs function (see
+	// HostFront; GET /api/runs/…); RunStack fails with its error.
+	Browse func(ctx context.Context, front http.Handler, res *Result) error
 	// Progress receives a line per trigger and per invocation; nil: none.
 	Progress io.Writer
 	// Logger receives the app's and the emulator's logs; nil discards.
@@ -135,11 +144,17 @@ type Result struct {
 	// Before and After count the registry around the triggers.
 	Before, After Inventory
 	// Runs are the reports of the runs created, oldest first.
-	Runs        []*runs.Report
+	Runs []*runs.Report
+	// Pages are the HTML pages written to Options.HTMLDir, one per run, in
+	// the order of Runs.
+	Pages       []string
 	Invocations []Invocation
 	DeadLetters []DeadLetter
 	// Rejections are the messages the Worker refused as malformed.
 	Rejections []checkpoint.Rejection
+	// Resumed are the runs an earlier, interrupted `handler local` left
+	// unfinished, whose batches this one sent again (Table checkpoints).
+	Resumed []string
 	// Duplicates is how many sends duplicate detection dropped.
 	Duplicates int
 	Timings    Timings
@@ -156,7 +171,7 @@ func (r *Result) Incomplete() []string {
 		}
 	}
 	for _, d := range r.DeadLetters {
-		out = append(out, fmt.Sprintf("message %s was dead-lettered after %d deliveries", d.MessageID, d.Deliveries))
+		out = append(out, fmt.Sprintf("message %s was dead-lettered after %d deliveries", d.ID, d.DeliveryCount))
 	}
 	return out
 }

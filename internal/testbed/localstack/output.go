@@ -65,18 +65,21 @@ func writeIntro(p *printer, res *Result, o Options, handlerURL string) {
 func writeResult(w io.Writer, res *Result) error {
 	var b strings.Builder
 	if len(res.Runs) == 0 {
-		b.WriteString("\nNo run was created: see the lines above.\n")
+		b.WriteString("\nNo run was created or resumed: see the lines above.\n")
 	}
-	for _, rep := range res.Runs {
+	for i, rep := range res.Runs {
 		fmt.Fprintf(&b, "\nReport (the Runs function serves the same: GET /api/runs/%s):\n\n", rep.Run.ID)
 		if err := rep.WriteText(&b); err != nil {
 			return err
+		}
+		if i < len(res.Pages) {
+			fmt.Fprintf(&b, "\nHTML page (GET /api/runs/%s?format=html, or from a browser): %s\n", rep.Run.ID, res.Pages[i])
 		}
 	}
 	if len(res.DeadLetters) > 0 {
 		b.WriteString("\nDead-lettered messages (every delivery failed; Service Bus keeps them in the dead-letter queue):\n")
 		for _, d := range res.DeadLetters {
-			fmt.Fprintf(&b, "  %s after %d deliveries: %s\n", d.MessageID, d.Deliveries, oneLine(d.LastError, 200))
+			fmt.Fprintf(&b, "  %s after %d deliveries: %s\n", d.ID, d.DeliveryCount, oneLine(d.LastError, 200))
 		}
 	}
 	if len(res.Rejections) > 0 {

@@ -17,9 +17,20 @@ import (
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/policy"
+	"github.com/acrpurge/acrpurge/internal/queue"
 	"github.com/acrpurge/acrpurge/internal/runs"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
+	"github.com/acrpurge/acrpurge/internal/testbed/hostdriver"
 )
+
+// UsageError is an error in what RunStack was asked to do (flags, settings,
+// the policy), as opposed to a failure while running: `handler local` exits
+// 2 for it.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
 
 // RunStack starts the emulator with the demo registry, serves the app on a
 // loopback port, delivers the triggers through the host stand-in, drains
@@ -30,7 +41,7 @@ import (
 func RunStack(ctx context.Context, o Options) (*Result, error) {
 	o.defaults()
 	if err := o.validate(); err != nil {
-		return nil, err
+		return nil, &UsageError{Err: err}
 	}
 	start := time.Now()
 	out := newPrinter(o.Progress)
@@ -55,7 +66,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	}
 	cfg, err := config.Load(func(k string) string { return settings[k] }, config.Requirement{})
 	if err != nil {
-		return nil, err
+		return nil, &UsageError{Err: err}
 	}
 	// The clock starts at the latest occurrence of the schedule, so that
 	// the timer fires as it does every night (a scheduled run, "s-…").
@@ -87,11 +98,11 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	}
 	pol, err := policy.Load(cfg.PolicySetting, dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", config.Policy, err)
+		return nil, &UsageError{Err: fmt.Errorf("%s: %w", config.Policy, err)}
 	}
 	res.Policy = pol
 
-	q := newMemQueue(reg.Now)
+	q := fakebus.New(fakebus.Options{Now: reg.Now, MaxDeliveries: o.MaxDeliveries})
 	a, err := app.New(cfg, pol, app.Deps{
 		Credential: cred, Sender: q, Store: store, Now: reg.Now, Logger: o.Logger, Deletes: deletes,
 		// Quick retries: the emulator answers at once, and the demo should
@@ -116,13 +127,26 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// With Table checkpoints a run can outlive the process that drove it:
+	// a killed `handler local` leaves batches queued in an in-process
+	// queue that died with it. Send them again, and report those runs.
+	if o.CheckpointStorage != "" {
+		resumed, err := resumeUnfinished(ctx, store, q, out)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range resumed {
+			delete(earlier, id)
+		}
+		res.Resumed = resumed
+	}
 	res.Before = inventory(reg)
 	if o.ErrorRate > 0 {
 		reg.SetFaults(acremu.Faults{ErrorRate: o.ErrorRate, Seed: 1})
 	}
-	h := &host{
-		base: base, client: client, q: q, now: reg.Now, maxCalls: o.MaxConcurrentCalls,
-		maxDeliveries: o.MaxDeliveries, backoff: o.RedeliveryBackoff, onInvocation: out.invocation,
+	h := &hostdriver.Driver{
+		Base: func() string { return base }, Client: client, Queue: q, Now: reg.Now, MaxCalls: o.MaxConcurrentCalls,
+		Backoff: o.RedeliveryBackoff, OnInvocation: out.invocation, DeadLetters: true,
 	}
 	res.Timings.Setup = time.Since(start)
 	writeIntro(out, res, o, base)
@@ -132,7 +156,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 		if err := deliverTrigger(ctx, t, o, cfg.Schedule.String(), reg, q, h, out); err != nil {
 			return nil, err
 		}
-		if err := h.drain(ctx); err != nil {
+		if err := h.Drain(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -141,17 +165,27 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 	reported := time.Now()
 	reg.SetFaults(acremu.Faults{})
 	res.After = inventory(reg)
-	res.Invocations = h.invocations
-	res.DeadLetters = q.deadLetters()
-	res.Duplicates = q.duplicatesDropped()
+	res.Invocations = h.Invocations()
+	res.DeadLetters = q.DeadLetters()
+	res.Duplicates = q.DuplicatesDropped()
 	if res.Runs, err = newReports(ctx, store, earlier); err != nil {
 		return nil, err
 	}
-	if res.Rejections, err = rejections(ctx, store, h.invocations); err != nil {
+	if res.Rejections, err = rejections(ctx, store, res.Invocations); err != nil {
 		return nil, err
+	}
+	if o.HTMLDir != "" {
+		if res.Pages, err = writePages(ctx, h, o.HTMLDir, res.Runs); err != nil {
+			return nil, err
+		}
 	}
 	res.Timings.Report = time.Since(reported)
 	res.Timings.Total = time.Since(start)
+	if o.Browse != nil {
+		if err := o.Browse(ctx, &HostFront{Base: base, Client: client}, res); err != nil {
+			return nil, fmt.Errorf("browse: %w", err)
+		}
+	}
 	return res, nil
 }
 
@@ -203,13 +237,13 @@ func serve(ctx context.Context, h http.Handler) (base string, stop func(), err e
 
 // deliverTrigger starts one trigger: fires the timer, or puts a push event
 // or a portal message into the queue.
-func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg *acremu.Registry, q *memQueue, h *host, out *printer) error {
+func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg *acremu.Registry, q *fakebus.Queue, h *hostdriver.Driver, out *printer) error {
 	switch t.Kind {
 	case TriggerTimer:
 		at := reg.Now()
 		out.section("Timer fired at %s (PURGE_SCHEDULE %q): the Scheduler fans out the repositories the policy covers, %d per message",
 			at.UTC().Format("15:04:05Z"), sched, o.BatchSize)
-		h.fireTimer(ctx, at)
+		h.FireTimer(ctx, at, false)
 	case TriggerPush:
 		repo, tag, _ := splitRef(t.Ref) // validated
 		at := reg.Now()
@@ -222,18 +256,71 @@ func deliverTrigger(ctx context.Context, t Trigger, o Options, sched string, reg
 		if o.CloudEvents {
 			schema = "CloudEvents 1.0"
 		}
-		id := newGUID()
+		id := funchost.NewGUID()
 		out.section("Pushed %s (%s): the registry's Event Grid subscription routes its ImagePushed event (%s) to the queue",
 			t.Ref, shortDigest(digest), schema)
-		q.put(id, pushEvent(o.CloudEvents, id, reg.Host(), repo, tag, digest, acr.MediaTypeOCIManifest, size, at))
+		q.Put(id, pushEvent(o.CloudEvents, id, reg.Host(), repo, tag, digest, acr.MediaTypeOCIManifest, size, at))
 	case TriggerSend:
-		id := newGUID()
+		id := funchost.NewGUID()
 		out.section("Portal: an operator sends message %s to the queue: %s", id, oneLine(t.Body, 120))
-		q.put(id, []byte(t.Body))
+		q.Put(id, []byte(t.Body))
 	default:
 		return fmt.Errorf("unknown trigger %q", t.Kind)
 	}
 	return nil
+}
+
+// resumeUnfinished puts a message into q for every batch of a recorded run
+// that is not finished (queued, running or continued): the queue that held
+// them was in memory. A continued batch gets its latest continuation
+// number, so the Worker does not take the message for a superseded one; the
+// repositories resume from their checkpointed cursors. It returns the runs
+// resumed.
+func resumeUnfinished(ctx context.Context, store checkpoint.Store, q *fakebus.Queue, out *printer) ([]string, error) {
+	recs, err := store.LatestRuns(ctx, maxRuns)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var resumed []string
+	for _, run := range recs {
+		batches, err := store.ListBatches(ctx, run.ID)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: list batches: %w", run.ID, err)
+		}
+		var msgs []queue.Outgoing
+		for _, b := range batches {
+			switch b.Status {
+			case checkpoint.StatusQueued, checkpoint.StatusRunning, checkpoint.StatusContinued, "":
+			default:
+				continue
+			}
+			m := queue.Message{Version: queue.Version, RunID: run.ID, Batch: b.N, Batches: run.Batches,
+				Trigger: run.Trigger, Repositories: b.Repositories, DryRun: run.DryRun}
+			if b.Continuations > 0 {
+				m.Resume = &queue.Resume{N: b.Continuations}
+			}
+			o, err := queue.NewOutgoing(m)
+			if err != nil {
+				return nil, fmt.Errorf("run %s batch %d: %w", run.ID, b.N, err)
+			}
+			msgs = append(msgs, o)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		out.section("Resuming run %s: an earlier `handler local` left %d of its %d batches unfinished (its in-process queue died with it); sending them again",
+			run.ID, len(msgs), len(batches))
+		for _, o := range msgs {
+			q.Put(o.ID, o.Body)
+		}
+		if !run.Enqueued {
+			if err := store.MarkEnqueued(ctx, run.ID); err != nil {
+				return nil, fmt.Errorf("run %s: mark enqueued: %w", run.ID, err)
+			}
+		}
+		resumed = append(resumed, run.ID)
+	}
+	return resumed, nil
 }
 
 // runIDs returns the IDs of the runs already in the store.

@@ -200,15 +200,21 @@ func TestFailuresRedeliveredThenDeadLettered(t *testing.T) {
 		{Kind: localstack.TriggerTimer},
 		{Kind: localstack.TriggerSend, Body: `{"repository":"team-a/web"}`},
 	}})
-	var timer, worker []localstack.Invocation
+	var timer, worker, dead []localstack.Invocation
 	for _, v := range res.Invocations {
-		assert.False(t, v.OK(), "%+v", v)
-		if v.Function == "Scheduler" {
+		switch v.Function {
+		case "Scheduler":
 			timer = append(timer, v)
-		} else {
+		case "Worker":
 			worker = append(worker, v)
+		case "DeadLetters":
+			dead = append(dead, v)
+			continue
 		}
+		assert.False(t, v.OK(), "%+v", v)
 	}
+	require.Len(t, dead, 1, "the dead letter is handed to the DeadLetters function")
+	assert.True(t, dead[0].OK(), "%+v", dead[0])
 	require.Len(t, timer, 1+localstack.TimerRetries)
 	assert.True(t, timer[0].Redelivered)
 	assert.False(t, timer[len(timer)-1].Redelivered)
@@ -217,7 +223,7 @@ func TestFailuresRedeliveredThenDeadLettered(t *testing.T) {
 	assert.True(t, worker[0].Redelivered)
 	assert.True(t, worker[1].DeadLettered)
 	require.Len(t, res.DeadLetters, 1)
-	assert.Equal(t, 2, res.DeadLetters[0].Deliveries)
+	assert.Equal(t, 2, res.DeadLetters[0].DeliveryCount)
 	assert.Len(t, res.Incomplete(), 2, "the timer and the dead letter")
 	require.Len(t, res.Runs, 1)
 	rep := res.Runs[0]

@@ -5,18 +5,16 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func writeFile(t *testing.T, path, body string) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(body), 0o644))
 }
 
 func TestRunWritesTheZipRelativeToRoot(t *testing.T) {
@@ -28,43 +26,29 @@ func TestRunWritesTheZipRelativeToRoot(t *testing.T) {
 
 	var stderr bytes.Buffer
 	err := run(t.Context(), []string{"-root", root, "-pkg", "./cmd/h", "-out", "out/app.zip"}, &stderr)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
+	require.NoError(t, err, stderr.String())
 	zr, err := zip.OpenReader(filepath.Join(root, "out", "app.zip"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer zr.Close()
 	var names []string
 	for _, f := range zr.File {
 		names = append(names, f.Name)
 	}
-	if got := strings.Join(names, ","); got != "handler,host.json,Runs/function.json" {
-		t.Errorf("entries %s", got)
-	}
-	if !strings.Contains(stderr.String(), "wrote ") {
-		t.Errorf("no summary line in %q", stderr.String())
-	}
+	assert.Equal(t, []string{"handler", "host.json", "Runs/function.json"}, names)
+	assert.Contains(t, stderr.String(), "wrote ", "no summary line")
 }
 
 func TestRunRejectsBadArguments(t *testing.T) {
 	for _, args := range [][]string{{"-nope"}, {"extra"}} {
 		var stderr bytes.Buffer
-		if err := run(t.Context(), args, &stderr); err == nil {
-			t.Errorf("run(%q) succeeded", args)
-		}
+		assert.Error(t, run(t.Context(), args, &stderr), "run(%q)", args)
 	}
-	if err := run(t.Context(), []string{"-h"}, &bytes.Buffer{}); err != nil {
-		t.Errorf("-h is not an error: %v", err)
-	}
+	assert.NoError(t, run(t.Context(), []string{"-h"}, &bytes.Buffer{}), "-h is not an error")
 }
 
 func TestRunFailsWithoutHost(t *testing.T) {
 	root := t.TempDir()
 	var stderr bytes.Buffer
 	err := run(t.Context(), []string{"-root", root, "-binary", filepath.Join(root, "missing")}, &stderr)
-	if err == nil {
-		t.Fatal("run succeeded in an empty directory")
-	}
+	assert.Error(t, err, "run succeeded in an empty directory")
 }

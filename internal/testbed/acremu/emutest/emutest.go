@@ -60,17 +60,8 @@ func Start(tb testing.TB, o Options) *Env {
 	return &Env{Registry: reg, Cred: cred, Endpoint: ep, Broker: broker, Client: client}
 }
 
-// PurgeScopes are the scopes one purge message asks for.
-func PurgeScopes(repos ...string) []acr.Scope {
-	scopes := make([]acr.Scope, len(repos))
-	for i, r := range repos {
-		scopes[i] = acr.RepositoryScope(r, acr.PurgeActions...)
-	}
-	return scopes
-}
-
 // Scoped returns a client whose tokens cover exactly repos, as a worker's
 // client for one message.
 func (e *Env) Scoped(repos ...string) *acr.Client {
-	return e.Client.WithTokens(e.Broker.Source(PurgeScopes(repos...)...))
+	return e.Client.WithTokens(e.Broker.Source(acr.PurgeScopes(repos)...))
 }

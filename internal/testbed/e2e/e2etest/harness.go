@@ -35,6 +35,9 @@ import (
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu/emutest"
 	"github.com/acrpurge/acrpurge/internal/testbed/azurite"
+	"github.com/acrpurge/acrpurge/internal/testbed/fakebus"
+	"github.com/acrpurge/acrpurge/internal/testbed/hostdriver"
+	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
 // Day is 24 hours.
@@ -89,11 +92,14 @@ type Hooks struct {
 
 // Harness is one app instance with its registry, store and queue.
 type Harness struct {
-	T      testing.TB
-	Env    *emutest.Env
-	Reg    *acremu.Registry
-	Store  checkpoint.Store
-	Queue  *Queue
+	T     testing.TB
+	Env   *emutest.Env
+	Reg   *acremu.Registry
+	Store checkpoint.Store
+	Queue *fakebus.Queue
+	// Driver stands in for the Functions host in front of the current app
+	// instance.
+	Driver *hostdriver.Driver
 	Config *config.Config
 	Policy *policy.Policy
 	// RedeliveryDelay is waited before a failed message is delivered again
@@ -105,13 +111,13 @@ type Harness struct {
 	opts     Options
 	inflight sync.WaitGroup
 
-	mu          sync.Mutex
-	base        string
-	srv         *httptest.Server
-	seq         int64
-	delivered   map[string]int
-	deadLetters []*Message
-	logs        []string
+	mu        sync.Mutex
+	base      string
+	srv       *httptest.Server
+	seq       int64
+	delivered map[string]int
+	invoked   map[*fakebus.Message]bool
+	logs      []string
 }
 
 // New starts an emulator, an Azurite table and an app instance. The
@@ -153,9 +159,11 @@ func New(t testing.TB, o Options) *Harness {
 		o.Now = env.Registry.Now
 	}
 	h := &Harness{
-		T: t, Env: env, Reg: env.Registry, Store: azurite.NewTable(t), Queue: NewQueue(),
-		Config: cfg, Policy: pol, opts: o, delivered: map[string]int{},
+		T: t, Env: env, Reg: env.Registry, Store: azurite.NewTable(t),
+		Queue:  fakebus.New(fakebus.Options{Now: o.Now, MaxDeliveries: cfg.MaxDeliveries}),
+		Config: cfg, Policy: pol, opts: o, delivered: map[string]int{}, invoked: map[*fakebus.Message]bool{},
 	}
+	h.Driver = &hostdriver.Driver{Base: h.Base, Queue: h.Queue, Now: o.Now, StrictAnswers: true, OnInvocation: h.observe, DeadLetters: true}
 	h.StartApp(o.Hooks)
 	return h
 }
@@ -228,17 +236,12 @@ func (h *Harness) Settle() {
 	require.NoError(h.T, h.Reg.WaitIdle(h.T.Context(), 20*time.Millisecond))
 }
 
-// FireTimer invokes the Scheduler as the host does at at.
+// FireTimer invokes the Scheduler once, as the host does at at.
 func (h *Harness) FireTimer(at time.Time, pastDue bool) (*funchost.Response, int) {
 	h.T.Helper()
-	req := funchost.TimerRequest(app.BindingTimer, at, pastDue, nil)
-	req.Metadata["sys"] = MustJSON(h.T, map[string]string{
-		"MethodName": app.FunctionScheduler, "UtcNow": at.UTC().Format(time.RFC3339Nano), "RandGuid": "5f0b1c1e-0000-4000-8000-000000000001",
-	})
-	resp, status, err := funchost.Invoke(h.T.Context(), nil, h.Base(), app.FunctionScheduler, req)
-	require.NoError(h.T, err)
-	h.keepLogs(resp)
-	return resp, status
+	v := h.Driver.Timer(h.T.Context(), at, pastDue)
+	require.NoError(h.T, v.Err)
+	return v.Response, v.Status
 }
 
 // keepLogs records the Logs of an invocation's answer.
@@ -259,23 +262,53 @@ func (h *Harness) InvocationLogs() []string {
 	return append([]string(nil), h.logs...)
 }
 
-// Deliver invokes the Worker once for m, as the host does: the body in
-// encoding enc, DeliveryCount (one more than before) as a string.
-func (h *Harness) Deliver(ctx context.Context, m *Message, enc funchost.Encoding) (*funchost.Response, int, error) {
-	h.mu.Lock()
-	m.Deliveries++
-	h.delivered[m.ID]++
-	h.seq++
-	meta := funchost.ServiceBusMeta{
-		MessageID: m.ID, DeliveryCount: m.Deliveries, EnqueuedTime: m.EnqueuedAt,
-		SequenceNumber: h.seq, DeliveryCountAsString: true,
+// observe counts the driver's Worker invocations and keeps their logs.
+func (h *Harness) observe(v hostdriver.Invocation) {
+	h.keepLogs(v.Response)
+	if v.Function != worker.Name {
+		return
 	}
-	base := h.base
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.delivered[v.MessageID]++
+	h.seq++
+}
+
+// Receive takes the first queued message (its first delivery counted) for
+// a test to deliver by hand, or returns nil when none is queued. The
+// message leaves the queue; Requeue puts it back.
+func (h *Harness) Receive() *fakebus.Message {
+	m, _, _ := h.Queue.Receive()
+	if m != nil {
+		h.Queue.Complete(m)
+	}
+	return m
+}
+
+// Deliver invokes the Worker once for a received message m, as the host
+// does, without settling it: the body in encoding enc, DeliveryCount as a
+// string. Delivering the same message again (its lock lost, a killed
+// instance) counts one more delivery.
+func (h *Harness) Deliver(ctx context.Context, m *fakebus.Message, enc funchost.Encoding) (*funchost.Response, int, error) {
+	h.mu.Lock()
+	if h.invoked[m] {
+		m.DeliveryCount++
+	}
+	h.invoked[m] = true
+	this := *m
 	h.mu.Unlock()
-	req := funchost.ServiceBusRequest(app.BindingMessage, m.Body, enc, meta)
-	resp, status, err := funchost.Invoke(ctx, nil, base, app.FunctionWorker, req)
-	h.keepLogs(resp)
-	return resp, status, err
+	v := h.Driver.Invoke(ctx, &this, &enc)
+	h.observe(v)
+	return v.Response, v.Status, v.Err
+}
+
+// Requeue puts a message received and delivered by hand back in the queue,
+// unsettled, in its sequence position: a later Drain delivers it again.
+func (h *Harness) Requeue(m *fakebus.Message) {
+	h.mu.Lock()
+	delete(h.invoked, m)
+	h.mu.Unlock()
+	h.Queue.Requeue(m) // Receive counts the next delivery
 }
 
 // Delivered is how often the message with this ID was delivered.
@@ -293,93 +326,30 @@ func (h *Harness) Deliveries() int {
 }
 
 // DeadLetters are the messages that exhausted their deliveries.
-func (h *Harness) DeadLetters() []*Message {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]*Message(nil), h.deadLetters...)
-}
+func (h *Harness) DeadLetters() []fakebus.DeadLetter { return h.Queue.DeadLetters() }
 
 // Drain delivers every queued message, one at a time, until the queue is
-// empty: a non-2xx answer makes the message be delivered again (first in
-// line) with DeliveryCount+1, up to PURGE_MAX_DELIVERIES, after which it is
-// dead-lettered.
+// empty: a non-2xx answer makes the message be delivered again (in its
+// sequence position, so first in line) with DeliveryCount+1, up to
+// PURGE_MAX_DELIVERIES, after which it is dead-lettered.
 func (h *Harness) Drain(enc funchost.Encoding) {
 	h.T.Helper()
 	h.DrainParallel(enc, 1)
 }
 
 // DrainParallel is Drain with up to n messages delivered at once, as the
-// host does with several concurrent calls; a failed message goes back to
-// the end of the queue. It fails the test if a delivery gets no HTTP
-// answer or the queue does not drain within MaxDrainDeliveries.
+// host does with several concurrent calls. It fails the test if a delivery
+// gets no HTTP answer or the queue does not drain within
+// MaxDrainDeliveries.
 func (h *Harness) DrainParallel(enc funchost.Encoding, n int) {
 	h.T.Helper()
 	limit := h.MaxDrainDeliveries
 	if limit <= 0 {
 		limit = 2000
 	}
-	var (
-		mu       sync.Mutex
-		busy     int
-		total    int
-		firstErr error
-	)
-	maxDeliv := h.Config.MaxDeliveries
-	worker := func() {
-		for {
-			mu.Lock()
-			if firstErr != nil || total >= limit {
-				mu.Unlock()
-				return
-			}
-			m := h.Queue.Pop()
-			if m == nil {
-				if busy == 0 {
-					mu.Unlock()
-					return
-				}
-				mu.Unlock()
-				time.Sleep(time.Millisecond)
-				continue
-			}
-			busy++
-			total++
-			mu.Unlock()
-
-			_, status, err := h.Deliver(h.T.Context(), m, enc)
-			switch {
-			case err != nil:
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			case status >= 200 && status < 300:
-			case m.Deliveries >= maxDeliv:
-				h.mu.Lock()
-				h.deadLetters = append(h.deadLetters, m)
-				h.mu.Unlock()
-			default:
-				if h.RedeliveryDelay > 0 {
-					time.Sleep(h.RedeliveryDelay)
-				}
-				if n == 1 {
-					h.Queue.PushFront(m)
-				} else {
-					h.Queue.PushBack(m)
-				}
-			}
-			mu.Lock()
-			busy--
-			mu.Unlock()
-		}
-	}
-	var wg sync.WaitGroup
-	for range max(n, 1) {
-		wg.Go(worker)
-	}
-	wg.Wait()
-	require.NoError(h.T, firstErr, "a delivery got no answer")
+	d := h.Driver
+	d.Encoding, d.MaxCalls, d.MaxInvocations, d.Backoff = enc, n, limit, h.RedeliveryDelay
+	require.NoError(h.T, d.Drain(h.T.Context()))
 	require.Zero(h.T, h.Queue.Len(), "the queue never drained")
 }
 
@@ -399,27 +369,11 @@ func (h *Harness) RunReport(runID string) (*runs.Report, int) {
 // as sent: JSON, or the plain text rendering when text is set.
 func (h *Harness) RunReportRaw(runID string, text bool) (string, int) {
 	h.T.Helper()
-	params, query := map[string]string{}, map[string]string{}
-	if runID != "" {
-		params["runId"] = runID
-	}
+	query := map[string]string{}
 	if text {
 		query["format"] = "text"
 	}
-	base := h.Base()
-	resp, status, err := funchost.Invoke(h.T.Context(), nil, base, app.FunctionRuns,
-		funchost.HTTPTriggerRequest(app.BindingRequest, "GET", base+"/api/runs/"+runID, params, query))
+	res, err := h.Driver.Run(h.T.Context(), runID, query)
 	require.NoError(h.T, err)
-	require.Equal(h.T, http.StatusOK, status)
-	var res funchost.HTTPResponse
-	require.NoError(h.T, json.Unmarshal(MustJSON(h.T, resp.Outputs[app.BindingResponse]), &res))
 	return res.Body, res.StatusCode
-}
-
-// MustJSON marshals v or fails the test.
-func MustJSON(t testing.TB, v any) json.RawMessage {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err)
-	return b
 }
