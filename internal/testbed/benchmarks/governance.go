@@ -200,7 +200,7 @@ func governanceNotes(g *Governance) []string {
 			"Retry-After in whole seconds beyond that; efficiency is the steady rate (first to last delete) over that limit. The "+
 			"budget (local here) cuts to just below the rate the registry admitted on a 429 and probes back up while quiet. "+
 			"Utilisation: the throughput scenario with the budget at its maximum; ceiling = deletes allowed in flight (%d messages × "+
-			"%d) ÷ latency; requests per delete counts every data-plane request (listings, re-reads, deletes) over the items deleted.",
+			"%d) ÷ latency; requests per delete counts every registry request (tokens, listings, re-reads, deletes) over the items deleted.",
 			g.Storm.Options.Limits.RegistryWrites, human(g.Storm.Options.Limits.RegistryWindow),
 			g.Unthrottled.Options.InFlight, g.Unthrottled.Options.Concurrency),
 	}
