@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
@@ -512,9 +514,7 @@ func TestEmulatorDeleteGate(t *testing.T) {
 	putTags(e.reg, "a", 8)
 	e.reg.SetLimits(acremu.Limits{RegistryWrites: 3, RegistryWindow: time.Second})
 	gate, err := budget.NewLocal(budget.Options{PerMinute: 60000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	lim := acr.NewLimiter(acr.LimiterOptions{Deletes: gate, DeletesPerMinute: 1})
 	b := e.broker(t, cred, nil)
 	c := e.client(t, b.Source(purgeScopes("a")...), func(o *acr.ClientOptions) { o.Limiter = lim })
@@ -523,27 +523,17 @@ func TestEmulatorDeleteGate(t *testing.T) {
 	for i := range 6 {
 		g.Go(func() error { return c.DeleteTag(ctx, "a", fmt.Sprintf("v%03d", i)) })
 	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, g.Wait())
 	for i := range 6 {
-		if e.reg.HasTag("a", fmt.Sprintf("v%03d", i)) {
-			t.Fatalf("v%03d not deleted", i)
-		}
+		assert.False(t, e.reg.HasTag("a", fmt.Sprintf("v%03d", i)), "v%03d not deleted", i)
 	}
 	st, gs := e.reg.Stats(), gate.Stats()
-	if st.ThrottledRegistry < 1 || gs.Throttled != int64(st.ThrottledRegistry) || lim.Throttles(acr.ClassDelete) != st.ThrottledRegistry {
-		t.Fatalf("registry throttled %d, gate saw %d, limiter %d", st.ThrottledRegistry, gs.Throttled, lim.Throttles(acr.ClassDelete))
-	}
-	if gs.Granted != int64(6+st.ThrottledRegistry) {
-		t.Fatalf("gate granted %d, want one per attempt (%d)", gs.Granted, 6+st.ThrottledRegistry)
-	}
-	if gate.Rate() >= 60000 {
-		t.Fatal("the budget was not slowed by the 429s")
-	}
-	if lim.Factor(acr.ClassDelete) != 1 {
-		t.Fatal("the per-process bucket reacted although the gate governs deletes")
-	}
+	require.Positive(t, st.ThrottledRegistry)
+	assert.EqualValues(t, st.ThrottledRegistry, gs.Throttled, "every 429 reached the gate")
+	assert.Equal(t, st.ThrottledRegistry, lim.Throttles(acr.ClassDelete))
+	assert.EqualValues(t, 6+st.ThrottledRegistry, gs.Granted, "one grant per attempt")
+	assert.Less(t, gate.Rate(), 60000.0, "the budget was slowed by the 429s")
+	assert.Equal(t, 1.0, lim.Factor(acr.ClassDelete), "the per-process bucket stays out of it")
 }
 
 func TestEmulatorDeleteNotFoundAndSlashes(t *testing.T) {

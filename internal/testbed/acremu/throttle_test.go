@@ -1,11 +1,14 @@
 package acremu
 
 import (
+	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestThrottling(t *testing.T) {
@@ -93,66 +96,43 @@ func TestRegistryWideWriteLimit(t *testing.T) {
 	bob := login(t, hc, r, Identity{Name: "bob", Grants: all}, purgeScope("app"))
 	r.SetLimits(Limits{RegistryWrites: 3, RegistryWindow: time.Second})
 	list := r.URL() + "/acr/v1/app/_tags"
+	unlock := func() io.Reader { return stringsReader(`{"deleteEnabled":true}`) }
 
 	// Deletes and PATCHes of both identities draw on one limit.
-	if resp := do(t, hc, http.MethodDelete, list+"/a", alice, nil); resp.status != http.StatusAccepted {
-		t.Fatalf("alice delete: %d", resp.status)
-	}
-	if resp := do(t, hc, http.MethodPatch, list+"/b", bob, stringsReader(`{"deleteEnabled":true}`)); resp.status != 200 {
-		t.Fatalf("bob patch: %d", resp.status)
-	}
-	if resp := do(t, hc, http.MethodDelete, list+"/c", bob, nil); resp.status != http.StatusAccepted {
-		t.Fatalf("bob delete: %d", resp.status)
-	}
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/a", alice, nil).status, "alice delete")
+	require.Equal(t, http.StatusOK, do(t, hc, http.MethodPatch, list+"/b", bob, unlock()).status, "bob patch")
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/c", bob, nil).status, "bob delete")
 	for _, who := range []string{alice, bob} {
 		resp := do(t, hc, http.MethodDelete, list+"/d", who, nil)
-		if resp.status != http.StatusTooManyRequests || resp.errorCode(t) != CodeTooManyRequests {
-			t.Fatalf("4th write: %d %s", resp.status, resp.body)
-		}
-		if !strings.Contains(string(resp.body), "write operations on this registry") {
-			t.Errorf("body %s does not say the registry's limit was hit", resp.body)
-		}
-		if ra := resp.header.Get("Retry-After"); ra != "1" {
-			t.Errorf("Retry-After %q, want whole seconds (1)", ra)
-		}
+		require.Equal(t, http.StatusTooManyRequests, resp.status, "4th write: %s", resp.body)
+		assert.Equal(t, CodeTooManyRequests, resp.errorCode(t))
+		assert.Contains(t, string(resp.body), "write operations on this registry")
+		assert.Equal(t, "1", resp.header.Get("Retry-After"), "whole seconds")
 	}
-	if !r.HasTag("app", "d") {
-		t.Error("a throttled delete was performed")
-	}
+	assert.True(t, r.HasTag("app", "d"), "a throttled delete was performed")
 	// Reads are not writes.
 	for range 5 {
-		if resp := do(t, hc, http.MethodGet, list, alice, nil); resp.status != 200 {
-			t.Fatalf("read: %d", resp.status)
-		}
+		require.Equal(t, http.StatusOK, do(t, hc, http.MethodGet, list, alice, nil).status)
 	}
 	st := r.Stats()
-	if st.Throttled != 2 || st.ThrottledRegistry != 2 {
-		t.Errorf("Throttled %d, ThrottledRegistry %d, want 2 and 2", st.Throttled, st.ThrottledRegistry)
-	}
+	assert.Equal(t, 2, st.Throttled)
+	assert.Equal(t, 2, st.ThrottledRegistry)
 	// The window reopens on the wall clock.
 	time.Sleep(1100 * time.Millisecond)
-	if resp := do(t, hc, http.MethodDelete, list+"/d", bob, nil); resp.status != http.StatusAccepted {
-		t.Errorf("after the window: %d", resp.status)
-	}
+	assert.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/d", bob, nil).status, "after the window")
 
 	// A per-identity limit and the registry's apply together; a request one
 	// refuses is not counted by the other.
 	r.SetLimits(Limits{Delete: 1, RegistryWrites: 2, RegistryWindow: time.Minute})
-	if resp := do(t, hc, http.MethodDelete, list+"/e", alice, nil); resp.status != http.StatusAccepted {
-		t.Fatalf("alice: %d", resp.status)
-	}
-	if resp := do(t, hc, http.MethodDelete, list+"/f", alice, nil); resp.status != http.StatusTooManyRequests ||
-		!strings.Contains(string(resp.body), "of this identity") {
-		t.Fatalf("alice over her own limit: %d %s", resp.status, resp.body)
-	}
-	if resp := do(t, hc, http.MethodDelete, list+"/f", bob, nil); resp.status != http.StatusAccepted {
-		t.Fatalf("bob: %d (alice's refused delete must not count for the registry)", resp.status)
-	}
-	resp := do(t, hc, http.MethodPatch, list+"/b", bob, stringsReader(`{"deleteEnabled":true}`))
-	if resp.status != http.StatusTooManyRequests {
-		t.Fatalf("third registry write in a minute: %d", resp.status)
-	}
-	if secs, err := strconv.Atoi(resp.header.Get("Retry-After")); err != nil || secs < 50 || secs > 60 {
-		t.Errorf("Retry-After %q, want the rest of the minute", resp.header.Get("Retry-After"))
-	}
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/e", alice, nil).status)
+	resp := do(t, hc, http.MethodDelete, list+"/f", alice, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.status, "alice over her own limit")
+	assert.Contains(t, string(resp.body), "of this identity")
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/f", bob, nil).status,
+		"alice's refused delete must not count for the registry")
+	resp = do(t, hc, http.MethodPatch, list+"/b", bob, unlock())
+	require.Equal(t, http.StatusTooManyRequests, resp.status, "third registry write in a minute")
+	secs, err := strconv.Atoi(resp.header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.True(t, secs >= 50 && secs <= 60, "Retry-After %d: the rest of the minute", secs)
 }
