@@ -40,7 +40,7 @@ test: lint fuzz
 
 # Every performance figure in one table, beside its goal and a sequential
 # baseline measured in the same run (~3-4 min; Azurite for the Table-store
-# fan-out). ARGS=-json for machines, ARGS='-only storm,plan' for some.
+# fan-out). ARGS=-json for machines, ARGS='-only governance,plan' for some.
 bench:
 	.ci/azurite run $(GO) run ./internal/testbed/benchmarks/cmd/benchtable $(ARGS)
 

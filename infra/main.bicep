@@ -69,10 +69,20 @@ param abacBatchSize int = 10
 @maxValue(64)
 param concurrency int = 8
 
-@description('Delete budget of one instance per minute (PURGE_DELETES_PER_MINUTE). ACR limits deletes per identity per minute; instances multiply this.')
+@description('Delete budget of the whole registry per minute (PURGE_DELETES_PER_MINUTE), shared by every instance of the app. ACR throttles per registry, by SKU, every client together. 0 (the default) takes deleteBudgetPercent of the registry SKU\'s documented minimum WriteOps per minute (Basic 100, Standard 500, Premium 2,000): 50, 250 or 1,000 at 50 %. Raise it when the registry is quiet otherwise; a 429 lowers the shared rate anyway.')
+@minValue(0)
+@maxValue(1000000)
+param deletesPerMinute int = 0
+
+@description('With deletesPerMinute 0: the percentage of the registry SKU\'s WriteOps per minute given to deletes; the rest is left to pushes and other writers.')
 @minValue(1)
-@maxValue(100000)
-param deletesPerMinute int = 400
+@maxValue(100)
+param deleteBudgetPercent int = 50
+
+@description('Repositories of one message purged at once (PURGE_REPOSITORY_PARALLELISM); they share the PURGE_CONCURRENCY deletes in flight.')
+@minValue(1)
+@maxValue(64)
+param repositoryParallelism int = 4
 
 @description('Skip a push-triggered purge of a repository purged within this window, Go duration (PUSH_DEBOUNCE).')
 param pushDebounce string = '10m'
@@ -97,7 +107,7 @@ param duplicateDetectionWindow string = 'PT1H'
 @description('Time to live of queued messages (ISO 8601); expired messages are dead-lettered.')
 param messageTimeToLive string = 'P7D'
 
-@description('Flex Consumption maximum instance count (the official samples allow 40-1000).')
+@description('Flex Consumption maximum instance count (the official samples allow 40-1000). Also PURGE_MAX_INSTANCES: an instance that cannot reach the shared budget\'s table keeps to budget ÷ this.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -107,6 +117,9 @@ param customRuntimeVersion string = '1.0'
 
 @description('Route ImagePushed events of the registry into the queue through an Event Grid system topic. A registry has at most one system topic: set false when it already has one and subscribe it by hand.')
 param enablePushTrigger bool = true
+
+@description('Grant Azure Service Bus Data Owner on the queue, so that the platform can read the queue length with the app identity and scale the Worker out (Microsoft\'s Flex Consumption samples assign it, on the namespace). It also lets the identity manage the queue itself; without it the app works but may not scale out on queue length.')
+param assignServiceBusDataOwner bool = true
 
 @description('Grant Storage Queue Data Contributor on the storage account. The host needs queues only for blob triggers and similar extensions, which this app does not use.')
 param grantHostQueueAccess bool = false
@@ -140,6 +153,7 @@ var pushSubscriptionName = '${namePrefix}-image-pushed'
 var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39' // Azure Service Bus Data Sender
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0' // Azure Service Bus Data Receiver
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419' // Azure Service Bus Data Owner
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
@@ -321,6 +335,20 @@ resource appQueueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+// Data Owner on the queue: target-based scaling reads the queue's message
+// count with the app identity, which needs the Manage right that only Data
+// Owner carries (Sender and Receiver do not). Scoped to this queue, not the
+// namespace as in Microsoft's samples; see assignServiceBusDataOwner.
+resource appQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignServiceBusDataOwner) {
+  name: guid(queue.id, identity.id, roles.serviceBusDataOwner)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // Blob Data Owner on the account: the host keeps keys, timer schedule status and
 // singleton leases in blobs (identity-based AzureWebJobsStorage needs Owner), and
 // the platform reads the deployment package from the app-package container.
@@ -465,6 +493,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   ]
 }
 
+// The delete budget of the whole registry: PURGE_DELETES_PER_MINUTE, or by
+// default deleteBudgetPercent of the SKU's documented minimum WriteOps per
+// minute. https://learn.microsoft.com/azure/container-registry/container-registry-skus
+var skuWriteOpsPerMinute = {
+  Basic: 100
+  Standard: 500
+  Premium: 2000
+}
+var registrySku = registryAccess.outputs.sku
+var skuWriteOps = contains(skuWriteOpsPerMinute, registrySku) ? skuWriteOpsPerMinute[registrySku] : skuWriteOpsPerMinute.Basic
+var effectiveDeletesPerMinute = deletesPerMinute > 0 ? deletesPerMinute : max(1, skuWriteOps * deleteBudgetPercent / 100)
+
 var serviceBusHost = split(split(split(serviceBus.properties.serviceBusEndpoint, '//')[1], ':')[0], '/')[0]
 var tableEndpoint = storage.properties.primaryEndpoints.table
 var tableServiceUri = endsWith(tableEndpoint, '/') ? substring(tableEndpoint, 0, length(tableEndpoint) - 1) : tableEndpoint
@@ -498,7 +538,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identity.properties.clientId
     ABAC_BATCH_SIZE: string(abacBatchSize)
     PURGE_CONCURRENCY: string(concurrency)
-    PURGE_DELETES_PER_MINUTE: string(deletesPerMinute)
+    PURGE_REPOSITORY_PARALLELISM: string(repositoryParallelism)
+    PURGE_DELETES_PER_MINUTE: string(effectiveDeletesPerMinute)
+    PURGE_MAX_INSTANCES: string(maximumInstanceCount)
     PURGE_DRY_RUN: dryRun ? 'true' : 'false'
     PURGE_REPOSITORIES: join(purgeRepositories, ',')
     PUSH_DEBOUNCE: pushDebounce
@@ -510,6 +552,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     appTableContributor
     appQueueReceiver
     appQueueSender
+    appQueueOwner
     appTelemetryPublisher
   ]
 }
@@ -525,3 +568,5 @@ output storageAccountName string = storage.name
 output identityClientId string = identity.properties.clientId
 output identityPrincipalId string = identity.properties.principalId
 output repositoryCondition string = registryAccess.outputs.repositoryCondition
+output registrySku string = registrySku
+output deletesPerMinute int = effectiveDeletesPerMinute

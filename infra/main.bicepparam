@@ -33,6 +33,10 @@ param dryRun = true
 
 param abacBatchSize = 10
 param concurrency = 8
-param deletesPerMinute = 400
+// Delete budget of the whole registry per minute; 0 = 50 % of the SKU's
+// WriteOps/min (Basic 50, Standard 250, Premium 1000).
+param deletesPerMinute = 0
+param deleteBudgetPercent = 50
+param repositoryParallelism = 4
 param pushDebounce = '10m'
 param maximumInstanceCount = 40

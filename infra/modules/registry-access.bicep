@@ -109,5 +109,7 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (enableP
 
 output loginServer string = registry.properties.loginServer
 output registryId string = registry.id
+// The SKU sets the registry's throttling limits, and so the default delete budget.
+output sku string = registry.sku.name
 output systemTopicPrincipalId string = enablePushTrigger ? systemTopic.identity.principalId : ''
 output repositoryCondition string = repositoryCondition

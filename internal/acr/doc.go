@@ -13,8 +13,11 @@
 //     builds requests and decodes answers, follows rel="next" paging, and
 //     reports every non-success answer as *Error; everything else happens in
 //     the layers of its HTTP transport.
-//   - Limiter: the per-process request budget shared by every Client, with
-//     an adaptive factor that a 429 lowers and quiet time restores.
+//   - Limiter: the request budget shared by every Client of a process. Its
+//     delete class goes through a Gate, the registry-wide budget shared by
+//     every instance (internal/budget), when one is given; the other
+//     classes (and deletes without a Gate) have a per-process token bucket
+//     with an adaptive factor that a 429 lowers and quiet time restores.
 //   - ValidateRepository, ValidateDigest: the repository-name and digest
 //     rules of the whole module.
 //
@@ -63,7 +66,9 @@
 //     answer goes up.
 //  3. limiter: each attempt waits for the budget of its class (GET read,
 //     DELETE delete, others write); a 429 pauses and slows that class for
-//     every Client sharing the Limiter. It sits under retry, so that retried
+//     every Client sharing the Limiter (for deletes with a Gate: for every
+//     instance sharing the registry-wide budget), and every other answer is
+//     reported as admitted. It sits under retry, so that retried
 //     attempts spend budget too. Once an attempt is admitted, the call's
 //     send guard (WithSendGuard), if any, gets the last word: the executor
 //     refuses there to send a delete whose last read of the item has gone

@@ -19,9 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 )
 
@@ -501,6 +504,36 @@ func TestEmulatorThrottling(t *testing.T) {
 	if !errors.As(err, &ae) || ae.RetryAfter < time.Second || ae.Code != "TOOMANYREQUESTS" {
 		t.Fatalf("Error = %+v", ae)
 	}
+}
+
+// TestEmulatorDeleteGate: with a Gate (the registry-wide budget), deletes
+// wait on it and its 429s reach it, not the per-process bucket.
+func TestEmulatorDeleteGate(t *testing.T) {
+	e := newEnv(t, acremu.Options{})
+	cred := e.fullAccess("purger")
+	putTags(e.reg, "a", 8)
+	e.reg.SetLimits(acremu.Limits{RegistryWrites: 3, RegistryWindow: time.Second})
+	gate, err := budget.NewLocal(budget.Options{PerMinute: 60000})
+	require.NoError(t, err)
+	lim := acr.NewLimiter(acr.LimiterOptions{Deletes: gate, DeletesPerMinute: 1})
+	b := e.broker(t, cred, nil)
+	c := e.client(t, b.Source(purgeScopes("a")...), func(o *acr.ClientOptions) { o.Limiter = lim })
+	ctx := t.Context()
+	var g errgroup.Group
+	for i := range 6 {
+		g.Go(func() error { return c.DeleteTag(ctx, "a", fmt.Sprintf("v%03d", i)) })
+	}
+	require.NoError(t, g.Wait())
+	for i := range 6 {
+		assert.False(t, e.reg.HasTag("a", fmt.Sprintf("v%03d", i)), "v%03d not deleted", i)
+	}
+	st, gs := e.reg.Stats(), gate.Stats()
+	require.Positive(t, st.ThrottledRegistry)
+	assert.EqualValues(t, st.ThrottledRegistry, gs.Throttled, "every 429 reached the gate")
+	assert.Equal(t, st.ThrottledRegistry, lim.Throttles(acr.ClassDelete))
+	assert.EqualValues(t, 6+st.ThrottledRegistry, gs.Granted, "one grant per attempt")
+	assert.Less(t, gate.Rate(), 60000.0, "the budget was slowed by the 429s")
+	assert.Equal(t, 1.0, lim.Factor(acr.ClassDelete), "the per-process bucket stays out of it")
 }
 
 func TestEmulatorDeleteNotFoundAndSlashes(t *testing.T) {

@@ -8,7 +8,8 @@ import (
 // limitTransport spends the Limiter's budget: every attempt first waits
 // for its class (classOf), and every 429 answer is reported to the limiter
 // so that the whole class pauses for the Retry-After (1s without one) and
-// slows down. The pause is capped at maxPause (the retry policy's
+// slows down (with a Gate for deletes, the Gate decides how); every other
+// answer is reported as admitted. The pause is capped at maxPause (the retry policy's
 // MaxThrottle; zero: DefaultMaxThrottle), so one absurd Retry-After cannot
 // stall every call of the instance for longer than one call may wait. A nil
 // limiter admits everything.
@@ -48,12 +49,16 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		next = http.DefaultTransport
 	}
 	resp, err := next.RoundTrip(req)
-	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+	switch {
+	case err != nil:
+	case resp.StatusCode == http.StatusTooManyRequests:
 		pause := t.maxPause
 		if pause <= 0 {
 			pause = DefaultMaxThrottle
 		}
 		t.limiter.Throttled(class, min(retryAfter(resp.Header, defaultRetryAfter), pause))
+	default:
+		t.limiter.Admitted(class)
 	}
 	return resp, err
 }

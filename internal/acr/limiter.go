@@ -10,7 +10,7 @@ import (
 )
 
 // Class is a request class with its own budget, matching how ACR counts
-// its per-identity limits.
+// its limits (per registry, by SKU).
 type Class int
 
 // Request classes.
@@ -46,21 +46,41 @@ const (
 	maxBurst     = 10
 )
 
+// Gate is a budget that decides on its own when a request may start and
+// how to react to a 429: the registry-wide delete budget (internal/budget),
+// shared by every instance. *budget.Budget implements it.
+type Gate interface {
+	// Wait blocks until one request may start, or ctx ends.
+	Wait(ctx context.Context) error
+	// Throttled reports a 429 with its Retry-After.
+	Throttled(retryAfter time.Duration)
+	// Admitted reports a request the registry did not refuse (any answer
+	// but 429): what it admits is what a 429 cuts the rate to.
+	Admitted()
+}
+
 // LimiterOptions configures a Limiter. A zero rate means unlimited (a 429
 // still pauses the class for its Retry-After).
 type LimiterOptions struct {
-	DeletesPerMinute int              // PURGE_DELETES_PER_MINUTE
+	// Deletes, when set, governs the delete class instead of
+	// DeletesPerMinute: its Wait admits every delete, and 429s are reported
+	// to it (it pauses and slows down as it sees fit).
+	Deletes          Gate
+	DeletesPerMinute int              // per-process bucket when Deletes is nil
 	ReadsPerMinute   int              // 0 = unlimited
 	WritesPerMinute  int              // 0 = unlimited (attribute updates)
 	Now              func() time.Time // default time.Now
 }
 
-// Limiter is the per-instance request budget shared by every Client of a
-// process: a token bucket per class with a small burst, slowed down by 429s
-// (multiplicative decrease) and recovering while none arrive (additive
-// increase). A nil *Limiter is unlimited. It is safe for concurrent use.
+// Limiter is the request budget shared by every Client of a process: the
+// delete class goes through a Gate (the registry-wide budget) when one is
+// given; otherwise, and for the other classes, a token bucket per class with
+// a small burst, slowed down by 429s (multiplicative decrease) and
+// recovering while none arrive (additive increase). A nil *Limiter is
+// unlimited. It is safe for concurrent use.
 type Limiter struct {
 	now     func() time.Time
+	deletes Gate
 	mu      sync.Mutex
 	classes [numClasses]classState
 }
@@ -77,7 +97,7 @@ type classState struct {
 
 // NewLimiter returns a Limiter; negative rates count as unlimited.
 func NewLimiter(o LimiterOptions) *Limiter {
-	l := &Limiter{now: o.Now}
+	l := &Limiter{now: o.Now, deletes: o.Deletes}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -102,6 +122,9 @@ func (l *Limiter) Wait(ctx context.Context, class Class) error {
 	}
 	if l == nil || class < 0 || class >= numClasses {
 		return nil
+	}
+	if class == ClassDelete && l.deletes != nil {
+		return l.deletes.Wait(ctx)
 	}
 	for {
 		l.mu.Lock()
@@ -143,6 +166,13 @@ func (l *Limiter) Throttled(class Class, retryAfter time.Duration) {
 	if l == nil || class < 0 || class >= numClasses {
 		return
 	}
+	if class == ClassDelete && l.deletes != nil {
+		l.mu.Lock()
+		l.classes[class].throttles++
+		l.mu.Unlock()
+		l.deletes.Throttled(retryAfter)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cs := &l.classes[class]
@@ -158,6 +188,14 @@ func (l *Limiter) Throttled(class Class, retryAfter time.Duration) {
 		l.apply(cs, now)
 	}
 	cs.lastStep = now
+}
+
+// Admitted tells the limiter that the registry answered a request of class
+// with anything but 429.
+func (l *Limiter) Admitted(class Class) {
+	if l != nil && class == ClassDelete && l.deletes != nil {
+		l.deletes.Admitted()
+	}
 }
 
 // Factor returns the class's current adaptive factor (1 = full configured

@@ -1,6 +1,6 @@
 // Package app wires the Functions app together: configuration, credential,
-// token broker, rate limiter, registry client, checkpoint store and Service
-// Bus sender, and routes the custom handler's requests to the three
+// token broker, delete budget and rate limiter, registry client, checkpoint
+// store and Service Bus sender, and routes the custom handler's requests to the three
 // functions, one package each (one-to-one with functions/):
 //
 //   - Scheduler (timer trigger): internal/scheduler.
@@ -24,6 +24,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/deadletters"
@@ -72,6 +73,10 @@ type Deps struct {
 	HTTPClient *http.Client
 	// Retry tunes the registry client's retries; zero fields take defaults.
 	Retry acr.RetryPolicy
+	// Deletes is the delete budget (PURGE_DELETES_PER_MINUTE): Serve passes
+	// the registry-wide one shared through the checkpoint table (see
+	// NewSharedBudget); nil means a budget of this process alone.
+	Deletes acr.Gate
 }
 
 // App is the wired Functions app.
@@ -125,7 +130,16 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: token broker: %w", err)
 	}
-	limiter := acr.NewLimiter(acr.LimiterOptions{DeletesPerMinute: cfg.DeletesPerMinute, Now: deps.Now})
+	if deps.Deletes == nil {
+		local, err := budget.NewLocal(budget.Options{
+			PerMinute: cfg.DeletesPerMinute, Scope: cfg.Registry.Service, Logger: log.With("component", "budget"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("app: delete budget (%s): %w", config.DeletesPerMinute, err)
+		}
+		deps.Deletes = local
+	}
+	limiter := acr.NewLimiter(acr.LimiterOptions{Deletes: deps.Deletes, Now: deps.Now})
 	client, err := acr.NewClient(acr.ClientOptions{
 		Endpoint: cfg.Registry, HTTPClient: deps.HTTPClient, Retry: deps.Retry, Limiter: limiter, Logger: log,
 	})
@@ -143,7 +157,8 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	}
 	wk, err := worker.New(worker.Options{
 		Registry: cfg.Registry, Policy: pol, Store: deps.Store, Sender: deps.Sender, Tokens: broker, Client: client,
-		BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, MaxDeliveries: cfg.MaxDeliveries, DryRun: cfg.DryRun,
+		BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, RepoParallelism: cfg.RepoParallelism,
+		MaxDeliveries: cfg.MaxDeliveries, DryRun: cfg.DryRun,
 		PushDebounce: cfg.PushDebounce, Deadline: cfg.MessageDeadline, Now: deps.Now,
 		Logger: log.With("function", FunctionWorker),
 	})
@@ -157,6 +172,23 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 		}},
 		dead: &deadletters.Function{Store: deps.Store, Now: deps.Now, Logger: log.With("function", FunctionDeadLetters)},
 	}, nil
+}
+
+// NewSharedBudget returns the registry-wide delete budget of cfg
+// (PURGE_DELETES_PER_MINUTE, PURGE_MAX_INSTANCES), shared by every instance
+// through the checkpoint table tbl names, for the registry cfg names.
+func NewSharedBudget(cfg *config.Config, tbl checkpoint.TableOptions, logger *slog.Logger) (*budget.Budget, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b, err := budget.NewShared(tbl, budget.Options{
+		PerMinute: cfg.DeletesPerMinute, MaxInstances: cfg.MaxInstances, Scope: cfg.Registry.Service,
+		Logger: logger.With("component", "budget"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete budget (%s, %s): %w", config.DeletesPerMinute, config.MaxInstances, err)
+	}
+	return b, nil
 }
 
 // Handlers returns the functions by name.

@@ -234,6 +234,28 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// TestSharedBudgetFromSettings: Serve's delete budget is the registry-wide
+// one of the settings, shared through the checkpoint table.
+func TestSharedBudgetFromSettings(t *testing.T) {
+	tbl := azurite.NewTable(t)
+	cfg, err := config.Load(func(k string) string {
+		return map[string]string{config.LoginServer: "contoso.azurecr.io", config.Policy: testPolicy,
+			config.DeletesPerMinute: "600", config.MaxInstances: "12"}[k]
+	}, config.Requirement{})
+	require.NoError(t, err)
+	b, err := app.NewSharedBudget(cfg, checkpoint.TableOptions{ConnectionString: azurite.Azurite(t), Table: tbl.Name()}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 600, b.PerMinute())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.Wait(ctx))
+	assert.False(t, b.Fallback(), "the budget is shared through the table")
+	assert.Positive(t, b.Stats().TableOps)
+
+	_, err = app.NewSharedBudget(cfg, checkpoint.TableOptions{ConnectionString: azurite.Azurite(t), Table: "x"}, nil)
+	require.ErrorContains(t, err, config.DeletesPerMinute, "a bad table is reported with the settings it comes from")
+}
+
 // TestServeAnswersWhileStorageHangs: the Functions host gives a custom
 // handler 60 s to answer GET /. With a table endpoint that accepts
 // connections and never answers, Serve still answers the probe within a

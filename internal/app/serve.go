@@ -34,7 +34,8 @@ const ShutdownTimeout = 30 * time.Second
 // (Service Bus, checkpoint storage and FUNCTIONS_CUSTOMHANDLER_PORT are
 // required), loads the policy, builds the credential (a managed identity
 // with AZURE_CLIENT_ID when set, else DefaultAzureCredential), the Service
-// Bus sender and the Table Storage checkpoint store, and serves the
+// Bus sender, the Table Storage checkpoint store and the registry-wide
+// delete budget shared through the same table, and serves the
 // custom-handler protocol on 127.0.0.1:FUNCTIONS_CUSTOMHANDLER_PORT until
 // ctx ends.
 func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger) error {
@@ -77,13 +78,17 @@ func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 	if err != nil {
 		return fmt.Errorf("checkpoint storage (%s / %s): %w", config.CheckpointURI, config.CheckpointConnString, err)
 	}
-	a, err := New(cfg, pol, Deps{Credential: cred, Sender: sender, Store: store, Logger: logger})
+	deletes, err := NewSharedBudget(cfg, checkpointOptions(cfg, cred, logger), logger)
+	if err != nil {
+		return err
+	}
+	a, err := New(cfg, pol, Deps{Credential: cred, Sender: sender, Store: store, Logger: logger, Deletes: deletes})
 	if err != nil {
 		return err
 	}
 	logger.Info("acrpurge handler starting", "registry", cfg.Registry.String(), "queue", cfg.Queue,
 		"table", store.Name(), "dryRun", cfg.DryRun, "batchSize", cfg.BatchSize, "schedule", cfg.Schedule.String(),
-		"policy", pol.Describe())
+		"deletesPerMinute", cfg.DeletesPerMinute, "maxInstances", cfg.MaxInstances, "policy", pol.Describe())
 	a.ready = newReadiness()
 	go a.ready.run(ctx, logger, func(ctx context.Context) error {
 		if err := store.Ensure(ctx); err != nil {

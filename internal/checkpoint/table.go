@@ -125,6 +125,17 @@ func OpenTable(o TableOptions) (*Table, error) {
 	return t, nil
 }
 
+// NewTableClient returns a client of the table o names, with o's
+// ClientOptions, for other users of the checkpoint table (the shared delete
+// budget). Like OpenTable it makes no request: the table is not created.
+func NewTableClient(o TableOptions) (*aztables.Client, error) {
+	t, err := OpenTable(o)
+	if err != nil {
+		return nil, err
+	}
+	return t.client, nil
+}
+
 // Ensure creates the table if it is missing; an existing table, or one the
 // identity may use but not create, is fine.
 func (t *Table) Ensure(ctx context.Context) error { return ensureTable(ctx, t.svc, t) }

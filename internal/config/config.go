@@ -33,7 +33,9 @@ const (
 	ClientID             = "AZURE_CLIENT_ID"
 	BatchSize            = "ABAC_BATCH_SIZE"
 	Concurrency          = "PURGE_CONCURRENCY"
+	RepoParallelism      = "PURGE_REPOSITORY_PARALLELISM"
 	DeletesPerMinute     = "PURGE_DELETES_PER_MINUTE"
+	MaxInstances         = "PURGE_MAX_INSTANCES"
 	DryRun               = "PURGE_DRY_RUN"
 	Repositories         = "PURGE_REPOSITORIES"
 	PushDebounce         = "PUSH_DEBOUNCE"
@@ -46,20 +48,36 @@ const (
 var Names = []string{
 	LoginServer, Policy, Schedule, Queue, ServiceBusNamespace, ServiceBusConnString,
 	CheckpointURI, CheckpointConnString, CheckpointTable, ClientID, BatchSize, Concurrency,
-	DeletesPerMinute, DryRun, Repositories, PushDebounce, MessageDeadline, MaxDeliveries,
+	RepoParallelism, DeletesPerMinute, MaxInstances, DryRun, Repositories, PushDebounce, MessageDeadline, MaxDeliveries,
 	HandlerPort,
 }
 
 // Defaults of the optional settings.
 const (
-	DefaultSchedule         = "0 0 2 * * *"
-	DefaultQueue            = "acr-purge"
-	DefaultCheckpointTable  = "purgecheckpoints"
-	DefaultBatchSize        = 10
-	DefaultConcurrency      = 8
-	DefaultDeletesPerMinute = 400
-	DefaultPushDebounce     = 10 * time.Minute
-	DefaultMessageDeadline  = 8 * time.Minute
+	DefaultSchedule        = "0 0 2 * * *"
+	DefaultQueue           = "acr-purge"
+	DefaultCheckpointTable = "purgecheckpoints"
+	DefaultBatchSize       = 10
+	DefaultConcurrency     = 8
+	// DefaultRepoParallelism is how many repositories of one message (or
+	// of a CLI run) are purged at once.
+	DefaultRepoParallelism = 4
+	// DefaultDeletesPerMinute is the budget of the whole registry when the
+	// setting is not given: half the documented minimum WriteOps/min of a
+	// Standard registry (500), leaving the other half to pushes. The
+	// Bicep sets it from the registry's SKU (Basic 50, Standard 250,
+	// Premium 1000).
+	DefaultDeletesPerMinute = 250
+	// MaxDeletesPerMinute bounds the setting: far above any SKU's limit,
+	// low enough to catch a typo.
+	MaxDeletesPerMinute = 1_000_000
+	// DefaultMaxInstances is infra's Flex Consumption maximumInstanceCount:
+	// the divisor of the local share an instance keeps to while the
+	// shared budget's table cannot be reached.
+	DefaultMaxInstances    = 40
+	MaxMaxInstances        = 1000
+	DefaultPushDebounce    = 10 * time.Minute
+	DefaultMessageDeadline = 8 * time.Minute
 	// MaxMessageDeadline keeps an invocation (deadline, grace, set-up) inside
 	// the 15 minutes host.json renews a message's lock for; past that,
 	// Service Bus would deliver the message again while it is being worked.
@@ -87,7 +105,9 @@ type Config struct {
 	ClientID             string
 	BatchSize            int
 	Concurrency          int
+	RepoParallelism      int
 	DeletesPerMinute     int
+	MaxInstances         int
 	DryRun               bool
 	Repositories         []string
 	PushDebounce         time.Duration
@@ -165,7 +185,9 @@ func Load(getenv func(string) string, need Requirement) (*Config, error) {
 	c.ClientID = l.get(ClientID)
 	c.BatchSize = l.intIn(BatchSize, DefaultBatchSize, 1, MaxBatchSize)
 	c.Concurrency = l.intIn(Concurrency, DefaultConcurrency, 1, 64)
-	c.DeletesPerMinute = l.intIn(DeletesPerMinute, DefaultDeletesPerMinute, 1, 100000)
+	c.RepoParallelism = l.intIn(RepoParallelism, DefaultRepoParallelism, 1, 64)
+	c.DeletesPerMinute = l.intIn(DeletesPerMinute, DefaultDeletesPerMinute, 1, MaxDeletesPerMinute)
+	c.MaxInstances = l.intIn(MaxInstances, DefaultMaxInstances, 1, MaxMaxInstances)
 	c.DryRun = l.boolean(DryRun, false)
 	c.Repositories = l.list(Repositories)
 	for _, r := range c.Repositories {

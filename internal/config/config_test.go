@@ -45,6 +45,8 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, config.DefaultBatchSize, c.BatchSize)
 	assert.Equal(t, config.DefaultConcurrency, c.Concurrency)
 	assert.Equal(t, config.DefaultDeletesPerMinute, c.DeletesPerMinute)
+	assert.Equal(t, config.DefaultMaxInstances, c.MaxInstances)
+	assert.Equal(t, config.DefaultRepoParallelism, c.RepoParallelism)
 	assert.False(t, c.DryRun)
 	assert.Nil(t, c.Repositories)
 	assert.Equal(t, config.DefaultPushDebounce, c.PushDebounce)
@@ -66,6 +68,8 @@ func TestValidValues(t *testing.T) {
 		config.BatchSize:            "25",
 		config.Concurrency:          "16",
 		config.DeletesPerMinute:     "2000",
+		config.MaxInstances:         "100",
+		config.RepoParallelism:      "6",
 		config.DryRun:               "TRUE",
 		config.Repositories:         "team-a/api, team-b/web;team-a/api\nops/x",
 		config.PushDebounce:         "0s",
@@ -86,6 +90,8 @@ func TestValidValues(t *testing.T) {
 	assert.Equal(t, 25, c.BatchSize)
 	assert.Equal(t, 16, c.Concurrency)
 	assert.Equal(t, 2000, c.DeletesPerMinute)
+	assert.Equal(t, 100, c.MaxInstances)
+	assert.Equal(t, 6, c.RepoParallelism)
 	assert.True(t, c.DryRun)
 	assert.Equal(t, []string{"team-a/api", "team-b/web", "ops/x"}, c.Repositories)
 	assert.Equal(t, time.Duration(0), c.PushDebounce)
@@ -129,7 +135,14 @@ func TestEveryInvalidSettingIsNamed(t *testing.T) {
 		{config.Concurrency, "0", "from 1 to 64"},
 		{config.Concurrency, "65", "from 1 to 64"},
 		{config.DeletesPerMinute, "-1", "whole number"},
+		{config.DeletesPerMinute, "0", "from 1 to 1000000"},
+		{config.DeletesPerMinute, "1000001", "from 1 to 1000000"},
 		{config.DeletesPerMinute, "1.5", "whole number"},
+		{config.MaxInstances, "0", "from 1 to 1000"},
+		{config.MaxInstances, "-3", "from 1 to 1000"},
+		{config.MaxInstances, "5000", "from 1 to 1000"},
+		{config.RepoParallelism, "0", "from 1 to 64"},
+		{config.RepoParallelism, "65", "from 1 to 64"},
 		{config.DryRun, "yes please", "true or false"},
 		{config.Repositories, "team-a/api, Team-B/Web", `"Team-B/Web"`},
 		{config.Repositories, "team-a//api", `"team-a//api"`},

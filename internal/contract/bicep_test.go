@@ -234,6 +234,20 @@ func (f *bicepFile) object(open int, key string) ([]entry, int, error) {
 	return nil, 0, fmt.Errorf("%s:%d: no object %q", f.path, f.lineAt(open), key)
 }
 
+// varObject returns the entries of `var name = {` (an object literal).
+func (f *bicepFile) varObject(t *testing.T, name string) []entry {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^var[ \t]+` + regexp.QuoteMeta(name) + `[ \t]*=[ \t]*\{`).FindStringIndex(f.text)
+	if m == nil {
+		t.Fatalf("%s: no object var %s", f.path, name)
+	}
+	es, err := f.entries(m[1] - 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
 func value(es []entry, key string) (string, bool) {
 	for _, e := range es {
 		if e.key == key {

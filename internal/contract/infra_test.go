@@ -21,6 +21,7 @@ var knownRoles = map[string]string{
 	"2efddaa5-3f1f-4df3-97df-af3f13818f4c": "Container Registry Repository Contributor",
 	"69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
 	"4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
+	"090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
 	"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
 	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
 	"974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
@@ -309,10 +310,13 @@ func TestBicepDefaultsMatchConfig(t *testing.T) {
 		}
 	}
 	intDefaults := map[string]int{
-		"abacBatchSize":    config.DefaultBatchSize,
-		"concurrency":      config.DefaultConcurrency,
-		"deletesPerMinute": config.DefaultDeletesPerMinute,
-		"maxDeliveryCount": config.DefaultMaxDeliveries,
+		"abacBatchSize":         config.DefaultBatchSize,
+		"concurrency":           config.DefaultConcurrency,
+		"repositoryParallelism": config.DefaultRepoParallelism,
+		"maxDeliveryCount":      config.DefaultMaxDeliveries,
+		"maximumInstanceCount":  config.DefaultMaxInstances,
+		// 0: by the registry's SKU (checked below).
+		"deletesPerMinute": 0,
 	}
 	for name, want := range intDefaults {
 		got, err := strconv.Atoi(f.param(t, name).def)
@@ -333,6 +337,34 @@ func TestBicepDefaultsMatchConfig(t *testing.T) {
 			t.Errorf("param %s defaults to %s, the code's default is %v", name, f.param(t, name).def, want)
 		}
 	}
+	// The delete budget is the whole registry's, by SKU: the documented
+	// minimum WriteOps per minute, times deleteBudgetPercent; the code's
+	// default is that of a Standard registry.
+	skus := f.varObject(t, "skuWriteOpsPerMinute")
+	for sku, want := range map[string]string{"Basic": "100", "Standard": "500", "Premium": "2000"} {
+		if got, _ := value(skus, sku); got != want {
+			t.Errorf("skuWriteOpsPerMinute.%s = %q, want %s (ACR's documented minimum WriteOps/min)", sku, got, want)
+		}
+	}
+	pct, err := strconv.Atoi(f.param(t, "deleteBudgetPercent").def)
+	if err != nil || 500*pct/100 != config.DefaultDeletesPerMinute {
+		t.Errorf("deleteBudgetPercent %q of Standard's 500 WriteOps/min is not the code's default budget %d", f.param(t, "deleteBudgetPercent").def, config.DefaultDeletesPerMinute)
+	}
+	if v := bicepAppSetting(t, f, config.DeletesPerMinute); v != "string(effectiveDeletesPerMinute)" {
+		t.Errorf("%s = %s, want string(effectiveDeletesPerMinute)", config.DeletesPerMinute, v)
+	}
+	if !strings.Contains(f.text, "deletesPerMinute > 0 ? deletesPerMinute : ") || !strings.Contains(f.text, "registryAccess.outputs.sku") {
+		t.Error("effectiveDeletesPerMinute must be the deletesPerMinute param, or by the registry's SKU when it is 0")
+	}
+	if !strings.Contains(f.param(t, "deletesPerMinute").decorators, "@maxValue("+strconv.Itoa(config.MaxDeletesPerMinute)+")") {
+		t.Errorf("deletesPerMinute lacks @maxValue(%d), the code's limit", config.MaxDeletesPerMinute)
+	}
+	// An instance that cannot reach the shared budget keeps to budget ÷
+	// PURGE_MAX_INSTANCES: the plan's maximumInstanceCount.
+	if v := bicepAppSetting(t, f, config.MaxInstances); v != "string(maximumInstanceCount)" {
+		t.Errorf("%s = %s, want string(maximumInstanceCount)", config.MaxInstances, v)
+	}
+
 	// The worker learns the queue's maxDeliveryCount from PURGE_MAX_DELIVERIES:
 	// both must come from the same param.
 	if v := bicepAppSetting(t, f, config.MaxDeliveries); v != "string(maxDeliveryCount)" {

@@ -6,7 +6,10 @@
 // read from the catalog and filtered by the policy) are grouped into
 // ABAC-sized batches with one access token per batch, and one
 // purge.Executor, shared by the whole run, bounds the deletes in flight.
-// A shared acr.Limiter holds deletes under --deletes-per-minute.
+// A delete budget of this process alone (internal/budget on an in-memory
+// store, the algorithm the app shares registry-wide) holds deletes under
+// --deletes-per-minute, slowing down on 429s; --repository-parallelism
+// repositories are purged at once.
 //
 // Output goes to stdout, as a table or as one JSON document; progress (for
 // runs longer than a couple of seconds) and logs go to stderr. The JSON

@@ -35,11 +35,11 @@ const (
 // Flag defaults and bounds.
 const (
 	defaultConcurrency      = 8
-	defaultDeletesPerMinute = 400
+	defaultDeletesPerMinute = 250
 	defaultBatchSize        = 10
 	defaultTimeout          = time.Hour
 	maxConcurrency          = 64
-	maxDeletesPerMinute     = 100000
+	maxDeletesPerMinute     = 1_000_000
 	maxBatchSize            = 50
 	maxRepoParallelism      = 64
 )
@@ -144,7 +144,7 @@ func parseOptions(args []string, getenv func(string) string, wd string, stderr i
 		dryRun  = fs.Bool("dry-run", true, "report only, delete nothing; --dry-run=false deletes")
 		output  = fs.String("output", "table", "output format: table or json")
 		conc    = fs.Int("concurrency", defaultConcurrency, fmt.Sprintf("deletes in flight (1-%d)", maxConcurrency))
-		dpm     = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits deletes per identity", maxDeletesPerMinute))
+		dpm     = fs.Int("deletes-per-minute", defaultDeletesPerMinute, fmt.Sprintf("delete budget per minute (1-%d); ACR limits write operations per registry, by SKU (documented minimum per minute: Basic 100, Standard 500, Premium 2,000), for every client together: leave room for pushes", maxDeletesPerMinute))
 		batch   = fs.Int("batch-size", defaultBatchSize, fmt.Sprintf("repositories per access token (1-%d)", maxBatchSize))
 		repoPar = fs.String("repository-parallelism", cmp.Or(getenv(envRepoParallelism), strconv.Itoa(purge.DefaultRepoParallelism)),
 			fmt.Sprintf("repositories purged at once (1-%d; default $%s, else %d); deletes in flight stay bounded by --concurrency",

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/purge"
 )
 
@@ -143,9 +144,15 @@ func (r *runner) run(ctx context.Context) int {
 	if err != nil {
 		return r.fatal(ctx, fmt.Errorf("token broker: %w", err))
 	}
+	// The delete budget of this process alone: the same algorithm as the
+	// app's registry-wide one, on an in-memory store.
+	deletes, err := budget.NewLocal(budget.Options{PerMinute: r.o.deletesPerMinute, Scope: r.o.registry.Service, Logger: r.log})
+	if err != nil {
+		return r.fatal(ctx, fmt.Errorf("delete budget: %w", err))
+	}
 	client, err := acr.NewClient(acr.ClientOptions{
 		Endpoint: r.o.registry, HTTPClient: r.d.httpClient, Retry: r.d.retry, Logger: r.log,
-		Limiter: acr.NewLimiter(acr.LimiterOptions{DeletesPerMinute: r.o.deletesPerMinute}),
+		Limiter: acr.NewLimiter(acr.LimiterOptions{Deletes: deletes}),
 	})
 	if err != nil {
 		return r.fatal(ctx, fmt.Errorf("registry client: %w", err))

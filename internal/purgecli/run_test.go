@@ -235,6 +235,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad output", []string{"--registry", url, "--policy", testPolicy, "--output", "xml"}, "--output must be table or json"},
 		{"concurrency 0", []string{"--registry", url, "--policy", testPolicy, "--concurrency", "0"}, "--concurrency must be from 1"},
 		{"budget", []string{"--registry", url, "--policy", testPolicy, "--deletes-per-minute", "-5"}, "--deletes-per-minute must be"},
+		{"absurd budget", []string{"--registry", url, "--policy", testPolicy, "--deletes-per-minute", "1000001"}, "--deletes-per-minute must be from 1 to 1000000"},
 		{"batch size", []string{"--registry", url, "--policy", testPolicy, "--batch-size", "51"}, "--batch-size must be"},
 		{"timeout", []string{"--registry", url, "--policy", testPolicy, "--timeout", "0s"}, "--timeout must be positive"},
 		{"repository parallelism", []string{"--registry", url, "--policy", testPolicy, "--repository-parallelism", "0"}, "--repository-parallelism (or PURGE_REPOSITORY_PARALLELISM) must be"},
@@ -348,7 +349,8 @@ func TestNoTokenInOutputOnFailures(t *testing.T) {
 
 func TestDeleteRateIsBudgeted(t *testing.T) {
 	// Not a benchmark: a quick check that --deletes-per-minute reaches the
-	// limiter (600/min = 10/s with a burst of 10: 30 deletes take >= 2s).
+	// budget (600/min = 10 per one-second window: 30 deletes span three
+	// windows, paced within each).
 	c := newCLI(t, emutest.Options{})
 	reg := c.env.Registry
 	now := reg.Now()

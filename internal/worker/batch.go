@@ -183,7 +183,7 @@ func (w *Worker) purgeAll(ctx context.Context, log *slog.Logger, job batchJob, s
 	purge.RunBatch(ctx, purge.Batch{
 		Repositories: repos, Policy: w.o.Policy, DryRun: job.dryRun, Deadline: deadline, Tokens: src, Registry: reg,
 	}, purge.BatchOptions{
-		Executor: exec, Parallelism: RepoParallelism,
+		Executor: exec, Parallelism: w.o.RepoParallelism,
 		Begin: func(ctx context.Context, repo string) (*policy.Cursor, error) {
 			return w.begin(ctx, log, job, byName[repo])
 		},

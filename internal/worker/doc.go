@@ -40,7 +40,8 @@
 // purge.NeededActions (metadata_read; pull when a rule deletes untagged
 // manifests; delete unless dry run; metadata_write when a rule has
 // includeLocked) and records a repository lacking any as forbidden with the
-// missing actions named, then purges up to RepoParallelism at a time on one
+// missing actions named, then purges up to Options.RepoParallelism
+// (PURGE_REPOSITORY_PARALLELISM) at a time on one
 // purge.Executor.
 //
 // Before a repository is purged its row is written as partial with a cursor

@@ -21,8 +21,8 @@ const (
 	Grace = 2 * time.Minute
 	// MaxContinuations bounds how often one batch is continued.
 	MaxContinuations = 50
-	// RepoParallelism bounds the repositories of one message purged at once
-	// (their deletes share the executor's Concurrency).
+	// RepoParallelism is the default of Options.RepoParallelism
+	// (PURGE_REPOSITORY_PARALLELISM).
 	RepoParallelism = 4
 	// FlushDeletes and FlushEvery: a repository's progress is checkpointed
 	// once this many of its deletes are not, or when one has waited this
@@ -69,6 +69,10 @@ type Options struct {
 	BatchSize int
 	// Concurrency (PURGE_CONCURRENCY) bounds the deletes in flight per message.
 	Concurrency int
+	// RepoParallelism (PURGE_REPOSITORY_PARALLELISM) bounds the
+	// repositories of one message purged at once (their deletes share the
+	// executor's Concurrency); RepoParallelism when < 1.
+	RepoParallelism int
 	// MaxDeliveries (PURGE_MAX_DELIVERIES) is the queue's max delivery count.
 	MaxDeliveries int
 	// DryRun (PURGE_DRY_RUN) forces every purge to delete nothing.
@@ -117,6 +121,9 @@ func New(o Options) (*Worker, error) {
 	}
 	if o.MaxDeliveries < 1 {
 		o.MaxDeliveries = 1
+	}
+	if o.RepoParallelism < 1 {
+		o.RepoParallelism = RepoParallelism
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -35,9 +35,15 @@
 //   - Manifest bodies are real JSON whose digest is the sha256 of the bytes
 //     served; indexes list their children, referrers carry a subject, and the
 //     OCI referrers API (with artifactType filtering) is served.
-//   - Throttling is per identity, per operation class (read = GET/HEAD,
-//     write = PATCH, delete = DELETE) and per fixed window, answered with 429,
-//     Retry-After in whole seconds and a TOOMANYREQUESTS error body.
+//   - Throttling, per fixed window, answered with 429, Retry-After in whole
+//     seconds and a TOOMANYREQUESTS error body: a registry-wide limit on
+//     write operations (deletes and PATCHes of every identity together, as
+//     a SKU's WriteOps limit), and per-identity limits per operation class
+//     (read = GET/HEAD, write = PATCH, delete = DELETE).
+//   - AAD tokens for separate processes: StartIdentityEndpoint serves the
+//     App Service managed-identity protocol (IDENTITY_ENDPOINT,
+//     IDENTITY_HEADER, client_id), so `handler serve` signs in with its
+//     production credential, a user-assigned managed identity.
 //   - Repository names keep '/' in the path and every segment may be
 //     percent-escaped; routes are found from the right of the escaped path.
 //   - Errors are always JSON {"errors":[{"code","message","detail"}]}.

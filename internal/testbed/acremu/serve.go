@@ -170,10 +170,14 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	if secs, ok := r.admit(identity, ep.class); !ok {
+	if secs, scope, ok := r.admit(identity, ep.class); !ok {
+		what := ep.class.String() + " requests of this identity"
+		if scope == "registry" {
+			what = "write operations on this registry"
+		}
 		sw.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(sw, http.StatusTooManyRequests, CodeTooManyRequests,
-			"too many "+ep.class.String()+" requests; retry after "+strconv.Itoa(secs)+"s", nil)
+			"too many "+what+"; retry after "+strconv.Itoa(secs)+"s", nil)
 		return
 	}
 	if lost {

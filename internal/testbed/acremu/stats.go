@@ -29,7 +29,10 @@ type Stats struct {
 	Requests                               map[string]int
 	AADTokens, RefreshTokens, AccessTokens int // issued
 	Throttled, Unauthorized, Faults        int
-	DeleteNotFound, Locked                 int
+	// ThrottledRegistry are the 429s of the registry-wide write limit
+	// (also counted in Throttled).
+	ThrottledRegistry      int
+	DeleteNotFound, Locked int
 }
 
 // Stats returns a deep copy of the counters.

@@ -4,12 +4,20 @@ import (
 	"time"
 )
 
-// Limits configure throttling: per identity, per operation class, per fixed
-// window (ACR counts per minute). Windows run on the wall clock (time.Now),
-// not the emulator clock, so Advance does not reset or open them.
+// Limits configure throttling, per fixed window (ACR counts per minute):
+// per identity and operation class, and for the registry as a whole, the
+// way a real SKU limits write operations for every identity and client
+// together. Windows run on the wall clock (time.Now), not the emulator
+// clock, so Advance does not reset or open them.
 type Limits struct {
 	Window              time.Duration // default 1m (wall time, not the offset clock)
-	Read, Write, Delete int           // requests per window per identity; 0 = unlimited
+	Read, Write, Delete int           // requests per Window per identity; 0 = unlimited
+	// RegistryWrites limits the write operations of the whole registry —
+	// deletes and attribute updates (PATCH) of every identity together — per
+	// RegistryWindow (default 1m; a second for short benchmarks); 0 =
+	// unlimited.
+	RegistryWrites int
+	RegistryWindow time.Duration
 }
 
 // opClass is a throttling class.
@@ -42,12 +50,19 @@ type window struct {
 	count int
 }
 
+// registryKey is the window of the registry-wide write limit.
+var registryKey = throttleKey{identity: "\x00registry", class: classWrite}
+
 // SetLimits replaces the throttling limits and resets all windows. Over a
 // limit the data plane answers 429 with Retry-After = whole seconds until the
-// identity's window resets (at least 1) and a TOOMANYREQUESTS body.
+// window resets (at least 1) and a TOOMANYREQUESTS body. A request refused
+// by one limit is not counted by the other.
 func (r *Registry) SetLimits(l Limits) {
 	if l.Window <= 0 {
 		l.Window = time.Minute
+	}
+	if l.RegistryWindow <= 0 {
+		l.RegistryWindow = time.Minute
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -56,8 +71,9 @@ func (r *Registry) SetLimits(l Limits) {
 }
 
 // admit counts one request of identity in class, or returns the whole
-// seconds to wait when it is over the limit.
-func (r *Registry) admit(identity string, class opClass) (retryAfter int, ok bool) {
+// seconds to wait and the limit's scope ("identity" or "registry") when it
+// is over a limit.
+func (r *Registry) admit(identity string, class opClass) (retryAfter int, scope string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var limit int
@@ -69,22 +85,45 @@ func (r *Registry) admit(identity string, class opClass) (retryAfter int, ok boo
 	case classDelete:
 		limit = r.limits.Delete
 	}
-	if limit <= 0 {
-		return 0, true
-	}
 	now := time.Now()
-	k := throttleKey{identity, class}
+	var own, reg *window
+	if limit > 0 {
+		own = r.window(throttleKey{identity, class}, r.limits.Window, now)
+		if own.count >= limit {
+			r.stats.Throttled++
+			return secondsLeft(own, r.limits.Window, now), "identity", false
+		}
+	}
+	if class != classRead && r.limits.RegistryWrites > 0 {
+		reg = r.window(registryKey, r.limits.RegistryWindow, now)
+		if reg.count >= r.limits.RegistryWrites {
+			r.stats.Throttled++
+			r.stats.ThrottledRegistry++
+			return secondsLeft(reg, r.limits.RegistryWindow, now), "registry", false
+		}
+	}
+	for _, w := range []*window{own, reg} {
+		if w != nil {
+			w.count++
+		}
+	}
+	return 0, "", true
+}
+
+// window is the current fixed window of k, a new one once length has
+// passed since it started. Called with r.mu held.
+func (r *Registry) window(k throttleKey, length time.Duration, now time.Time) *window {
 	w := r.windows[k]
-	if w == nil || now.Sub(w.start) >= r.limits.Window {
+	if w == nil || now.Sub(w.start) >= length {
 		w = &window{start: now}
 		r.windows[k] = w
 	}
-	if w.count >= limit {
-		r.stats.Throttled++
-		left := w.start.Add(r.limits.Window).Sub(now)
-		secs := int((left + time.Second - 1) / time.Second)
-		return max(secs, 1), false
-	}
-	w.count++
-	return 0, true
+	return w
+}
+
+// secondsLeft is Retry-After for window w: whole seconds until it ends, at
+// least 1.
+func secondsLeft(w *window, length time.Duration, now time.Time) int {
+	left := w.start.Add(length).Sub(now)
+	return max(int((left+time.Second-1)/time.Second), 1)
 }

@@ -1,10 +1,14 @@
 package acremu
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestThrottling(t *testing.T) {
@@ -77,4 +81,58 @@ func TestThrottling(t *testing.T) {
 	for range 3 {
 		login(t, hc, r, Identity{Name: "alice", Grants: all}, purgeScope("app"))
 	}
+}
+
+func TestRegistryWideWriteLimit(t *testing.T) {
+	t.Parallel()
+	r := start(t, Options{})
+	hc := httpClient(t, true)
+	for _, tg := range []string{"a", "b", "c", "d", "e", "f"} {
+		r.Put("app", Artifact{Tags: []string{tg}})
+	}
+	// Two identities, as two instances (or an instance and a CI pipeline)
+	// of one registry.
+	alice := login(t, hc, r, Identity{Name: "alice", Grants: all}, purgeScope("app"))
+	bob := login(t, hc, r, Identity{Name: "bob", Grants: all}, purgeScope("app"))
+	r.SetLimits(Limits{RegistryWrites: 3, RegistryWindow: time.Second})
+	list := r.URL() + "/acr/v1/app/_tags"
+	unlock := func() io.Reader { return stringsReader(`{"deleteEnabled":true}`) }
+
+	// Deletes and PATCHes of both identities draw on one limit.
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/a", alice, nil).status, "alice delete")
+	require.Equal(t, http.StatusOK, do(t, hc, http.MethodPatch, list+"/b", bob, unlock()).status, "bob patch")
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/c", bob, nil).status, "bob delete")
+	for _, who := range []string{alice, bob} {
+		resp := do(t, hc, http.MethodDelete, list+"/d", who, nil)
+		require.Equal(t, http.StatusTooManyRequests, resp.status, "4th write: %s", resp.body)
+		assert.Equal(t, CodeTooManyRequests, resp.errorCode(t))
+		assert.Contains(t, string(resp.body), "write operations on this registry")
+		assert.Equal(t, "1", resp.header.Get("Retry-After"), "whole seconds")
+	}
+	assert.True(t, r.HasTag("app", "d"), "a throttled delete was performed")
+	// Reads are not writes.
+	for range 5 {
+		require.Equal(t, http.StatusOK, do(t, hc, http.MethodGet, list, alice, nil).status)
+	}
+	st := r.Stats()
+	assert.Equal(t, 2, st.Throttled)
+	assert.Equal(t, 2, st.ThrottledRegistry)
+	// The window reopens on the wall clock.
+	time.Sleep(1100 * time.Millisecond)
+	assert.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/d", bob, nil).status, "after the window")
+
+	// A per-identity limit and the registry's apply together; a request one
+	// refuses is not counted by the other.
+	r.SetLimits(Limits{Delete: 1, RegistryWrites: 2, RegistryWindow: time.Minute})
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/e", alice, nil).status)
+	resp := do(t, hc, http.MethodDelete, list+"/f", alice, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.status, "alice over her own limit")
+	assert.Contains(t, string(resp.body), "of this identity")
+	require.Equal(t, http.StatusAccepted, do(t, hc, http.MethodDelete, list+"/f", bob, nil).status,
+		"alice's refused delete must not count for the registry")
+	resp = do(t, hc, http.MethodPatch, list+"/b", bob, unlock())
+	require.Equal(t, http.StatusTooManyRequests, resp.status, "third registry write in a minute")
+	secs, err := strconv.Atoi(resp.header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.True(t, secs >= 50 && secs <= 60, "Retry-After %d: the rest of the minute", secs)
 }

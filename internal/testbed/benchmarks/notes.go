@@ -18,7 +18,7 @@ func (r *Results) Notes() []string {
 			"(host.json maxConcurrentCalls), PURGE_CONCURRENCY 8 deletes in flight per message, 4 repositories at a time per " +
 			"message; every delete goes out at most 2 s after a read of its item (the tag listing page while fresh, else a " +
 			"re-read listing page, or one GET), which the requests-per-delete row counts. Its delete budget is far " +
-			"above what a run reaches except in the budget and storm rows. Slots ÷ latency: the deletes/s that all the " +
+			"above what a run reaches except in the governance rows. Slots ÷ latency: the deletes/s that all the " +
 			"deletes allowed in flight (messages × PURGE_CONCURRENCY) would reach if each took exactly the injected latency.",
 		"Sequential baseline: one request at a time, one delete at a time, one access token per repository; the same " +
 			"planner (so the same deletions), the same client retries (5xx backoff, 429 Retry-After); no re-read before a " +
@@ -31,20 +31,8 @@ func (r *Results) Notes() []string {
 			"re-reads) 500 or 503 before doing anything; both sides retry through the client (up to 5 attempts, jittered "+
 			"exponential backoff from 200 ms).", 100*t.Options.ErrorRate))
 	}
-	if t := r.Storm; t != nil {
-		o := t.Options
-		notes = append(notes, fmt.Sprintf("429 storm: the registry admits %d deletes per identity per %s window and answers "+
-			"429 with Retry-After in whole seconds (at least 1) beyond that; acrpurge's PURGE_DELETES_PER_MINUTE is %d, 4× "+
-			"the registry's limit, as when it is set above the real one. Its limiter pauses deletes for Retry-After, halves "+
-			"its rate on a 429 (at most once per Retry-After) and recovers 10 %% of it per quiet 10 s, so in a run this short "+
-			"it stays well below the limit. Throughput is bound by the registry; the goal is that nothing fails.",
-			o.Limits.Delete, human(o.Limits.Window), o.DeletesPerMinute))
-	}
-	if b := r.Budget; b != nil {
-		notes = append(notes, fmt.Sprintf("Budget: deletes counted from the registry's own records (emulator clock) between "+
-			"%s and %s after the start; the first %s are left out because the limiter's bucket starts full (burst of up to "+
-			"10). With the burst: %.0f/min; %d deletes in all (those waiting on the limiter at the deadline still go).",
-			human(b.Options.Warmup), human(b.Options.Run), human(b.Options.Warmup), b.PerMinuteWithBurst, b.Total))
+	if g := r.Governance; g != nil {
+		notes = append(notes, governanceNotes(g)...)
 	}
 	if p := r.Plan; p != nil {
 		notes = append(notes, fmt.Sprintf("Planner heap: peak HeapInuse (runtime.ReadMemStats every 2 ms and after every "+

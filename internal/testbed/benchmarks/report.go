@@ -13,21 +13,19 @@ const (
 	ScenarioPlan       = "plan"
 	ScenarioThroughput = "throughput"
 	ScenarioErrors     = "errors"
-	ScenarioStorm      = "storm"
-	ScenarioBudget     = "budget"
+	ScenarioGovernance = "governance"
 	ScenarioFanOut     = "fanout"
 	ScenarioLocalStack = "localstack"
 )
 
 // Scenarios lists every scenario name in running order.
-var Scenarios = []string{ScenarioPlan, ScenarioThroughput, ScenarioErrors, ScenarioStorm, ScenarioBudget, ScenarioFanOut, ScenarioLocalStack}
+var Scenarios = []string{ScenarioPlan, ScenarioThroughput, ScenarioErrors, ScenarioGovernance, ScenarioFanOut, ScenarioLocalStack}
 
 // Goals of issue 4 and 8.
 const (
 	GoalSpeedup           = 10  // acrpurge deletes/s over the sequential baseline's
 	GoalTokensPerMessage  = 1   // access tokens per message
 	GoalPlanHeapMB        = 300 // peak heap planning the huge repository
-	GoalBudgetPercent     = 5   // deletes/min within this of the budget
 	GoalFanOutSeconds     = 10  // one fan-out of 100,000 repositories
 	GoalFanOutHeapMB      = 200 // its heap
 	GoalRequestsPerDelete = 1.2 // registry requests per delete (step 8)
@@ -42,8 +40,7 @@ type Results struct {
 	Listing    *ListingFigures    `json:"planBaseline,omitempty"`
 	Throughput *ThroughputFigures `json:"throughput,omitempty"`
 	Errors     *ThroughputFigures `json:"errors,omitempty"`
-	Storm      *ThroughputFigures `json:"storm,omitempty"`
-	Budget     *BudgetFigures     `json:"budget,omitempty"`
+	Governance *Governance        `json:"governance,omitempty"`
 	FanOut     *FanOutFigures     `json:"fanout,omitempty"`
 	LocalStack *LocalStackFigures `json:"localstack,omitempty"`
 	// TableSkipped says why the Table-store fan-out did not run.
@@ -144,44 +141,10 @@ func (r *Results) Rows() []Row {
 		})
 	}
 	fail(ScenarioErrors, "deletes/s with 5 % 5xx")
-	if t := r.Storm; t != nil {
-		o := t.Options
-		limit := 0.0
-		if o.Limits.Window > 0 {
-			limit = float64(o.Limits.Delete) / o.Limits.Window.Seconds()
-		}
-		ofLimit := func(rate float64) string {
-			if limit <= 0 {
-				return "no limit"
-			}
-			return fmt.Sprintf("%.0f %% of limit", 100*rate/limit)
-		}
-		rows = append(rows, Row{
-			Figure:   fmt.Sprintf("deletes/s in a 429 storm (registry admits %.0f/s)", limit),
-			Acrpurge: fmt.Sprintf("%.1f (%s, %d failed)", t.DeletesPerSecond, ofLimit(t.DeletesPerSecond), t.DeleteErrors),
-			Baseline: fmt.Sprintf("%.1f (%s, %d failed)", t.Baseline.DeletesPerSecond, ofLimit(t.Baseline.DeletesPerSecond), t.Baseline.Failed),
-			Goal:     "0 failed deletes",
-			Met:      met(t.DeleteErrors == 0, fmt.Sprintf("%.2f×", t.Speedup)),
-		}, Row{
-			Figure:   fmt.Sprintf("429 answers in the storm (%d deletes each)", t.Deleted+t.DeleteErrors),
-			Acrpurge: fmt.Sprint(t.Throttled), Baseline: fmt.Sprint(t.Baseline.Throttled),
-			Goal: noGoal, Met: "-",
-		})
+	if g := r.Governance; g != nil {
+		rows = append(rows, governanceRows(g)...)
 	}
-	fail(ScenarioStorm, "deletes/s in a 429 storm")
-	if b := r.Budget; b != nil {
-		o := b.Options
-		rows = append(rows, Row{
-			Figure:   fmt.Sprintf("deletes/min at PURGE_DELETES_PER_MINUTE=%d (steady, %g–%s)", o.PerMinute, o.Warmup.Seconds(), human(o.Run)),
-			Acrpurge: fmt.Sprintf("%.0f (%+.1f %%)", b.PerMinute, b.DeviationPercent),
-			Baseline: na + " (no budget)", Goal: fmt.Sprintf("within ±%d %%", GoalBudgetPercent),
-			Met: met(b.DeviationPercent <= GoalBudgetPercent && b.DeviationPercent >= -GoalBudgetPercent, ""),
-		}, Row{
-			Figure:   fmt.Sprintf("429s at that budget, registry limit %d/min", o.RegistryLimit),
-			Acrpurge: fmt.Sprint(b.Throttled), Baseline: na, Goal: "0", Met: met(b.Throttled == 0, ""),
-		})
-	}
-	fail(ScenarioBudget, "deletes/min under PURGE_DELETES_PER_MINUTE")
+	fail(ScenarioGovernance, "registry-wide delete budget (governance)")
 	if f := r.FanOut; f != nil {
 		rows = append(rows, fanOutRows(f.Memory, "Memory store", false)...)
 		if f.Table != nil {

@@ -19,10 +19,16 @@ const oldTagsPolicy = `{"rules":[{"name":"old","filters":["bench/.*:.*"],"ago":"
 // it keeps, and returns the repository names. The content depends only on
 // the arguments and the registry clock's day.
 func seedOldTags(reg *acremu.Registry, repos, old, fresh int) []string {
+	return seedOldTagsNamed(reg, "bench/r", repos, old, fresh)
+}
+
+// seedOldTagsNamed is seedOldTags with repositories named prefix + NNNN
+// (prefix must start with bench/).
+func seedOldTagsNamed(reg *acremu.Registry, prefix string, repos, old, fresh int) []string {
 	now := reg.Now()
 	names := make([]string, repos)
 	for r := range repos {
-		name := fmt.Sprintf("bench/r%04d", r)
+		name := fmt.Sprintf("%s%04d", prefix, r)
 		names[r] = name
 		for i := range old {
 			reg.Put(name, acremu.Artifact{Tags: []string{fmt.Sprintf("old-%02d", i)}, Seed: fmt.Sprint("old", i),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/acrpurge/acrpurge/internal/acr"
+	"github.com/acrpurge/acrpurge/internal/budget"
 	"github.com/acrpurge/acrpurge/internal/config"
 	"github.com/acrpurge/acrpurge/internal/testbed/acremu"
 	"github.com/acrpurge/acrpurge/internal/testbed/localstack"
@@ -38,6 +39,10 @@ type ThroughputOptions struct {
 	// ones) the sequential baseline goes through, on its own identical
 	// registry; 0 or more than Repositories means all of them.
 	BaselineRepositories int
+	// SkipBaseline runs acrpurge only.
+	SkipBaseline bool
+	// RepoParallelism is PURGE_REPOSITORY_PARALLELISM (default the app's).
+	RepoParallelism int
 }
 
 // DefaultThroughput is the throughput scenario of issue 4: 200 repositories
@@ -48,7 +53,7 @@ type ThroughputOptions struct {
 func DefaultThroughput() ThroughputOptions {
 	return ThroughputOptions{
 		Repositories: 200, OldTags: 10, KeptTags: 2, Latency: 50 * time.Millisecond,
-		DeletesPerMinute: 10_000_000,
+		DeletesPerMinute: budget.MaxPerMinute,
 		BatchSize:        config.DefaultBatchSize, InFlight: localstack.DefaultMaxConcurrentCalls,
 		Concurrency: config.DefaultConcurrency, BaselineRepositories: 20,
 	}
@@ -62,22 +67,22 @@ func ErrorsScenario() ThroughputOptions {
 	return o
 }
 
-// Storm429 is the registry's delete limit in StormScenario, per identity
-// and window.
+// Storm429Limit is the registry's write-operations limit in StormScenario,
+// for the whole registry, per Storm429Window.
 const (
 	Storm429Limit  = 15
 	Storm429Window = time.Second
 )
 
-// StormScenario is a 429 storm: 20 repositories × 10 old tags, 50 ms
-// latency, and a registry that admits Storm429Limit deletes per identity
-// per Storm429Window (15/s) while acrpurge's delete budget is set to 4
-// times that (3,600/min), as when PURGE_DELETES_PER_MINUTE is set above
-// the registry's real limit. Both sides go through every repository.
+// StormScenario is a 429 storm: 40 repositories × 10 old tags, 50 ms
+// latency, and a registry that admits Storm429Limit write operations
+// (deletes) per Storm429Window (15/s) for the whole registry, while
+// acrpurge's delete budget is set to 4 times that (3,600/min), as when
+// PURGE_DELETES_PER_MINUTE is set above the registry's real limit.
 func StormScenario() ThroughputOptions {
 	o := DefaultThroughput()
-	o.Repositories, o.BaselineRepositories = 20, 0
-	o.Limits = acremu.Limits{Window: Storm429Window, Delete: Storm429Limit}
+	o.Repositories, o.BaselineRepositories = 40, 0
+	o.Limits = acremu.Limits{RegistryWrites: Storm429Limit, RegistryWindow: Storm429Window}
 	o.DeletesPerMinute = 4 * Storm429Limit * int(time.Minute/Storm429Window)
 	return o
 }
@@ -114,6 +119,9 @@ func (o *ThroughputOptions) defaults() {
 	if o.BaselineRepositories < 1 || o.BaselineRepositories > o.Repositories {
 		o.BaselineRepositories = o.Repositories
 	}
+	if o.RepoParallelism < 1 {
+		o.RepoParallelism = config.DefaultRepoParallelism
+	}
 }
 
 // ThroughputFigures are the results of Throughput.
@@ -145,6 +153,12 @@ type ThroughputFigures struct {
 	// deletes allowed in flight (InFlight × Concurrency) could do if each
 	// took exactly Latency: 100 means every slot always busy deleting.
 	SlotUsePercent float64 `json:"slotUsePercent"`
+	// SteadyDeletesPerSecond is the rate between the first and the last
+	// delete the registry recorded (listing before the first and the tail
+	// after the last left out).
+	SteadyDeletesPerSecond float64 `json:"steadyDeletesPerSecond"`
+	// Budget is the delete budget's own counters.
+	Budget budget.Stats `json:"budget"`
 	// Baseline is the sequential client on an identical registry.
 	Baseline SequentialFigures `json:"baseline"`
 	// Speedup is DeletesPerSecond / Baseline.DeletesPerSecond.
@@ -165,7 +179,11 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 	}
 	faults := acremu.Faults{Latency: o.Latency, ErrorRate: o.ErrorRate, Seed: o.FaultSeed}
 
-	lim := acr.NewLimiter(acr.LimiterOptions{DeletesPerMinute: o.DeletesPerMinute})
+	deletes, err := budget.NewLocal(budget.Options{PerMinute: o.DeletesPerMinute})
+	if err != nil {
+		return f, fmt.Errorf("throughput: %w", err)
+	}
+	lim := acr.NewLimiter(acr.LimiterOptions{Deletes: deletes})
 	e, err := startEnv(envOptions{limiter: lim})
 	if err != nil {
 		return f, err
@@ -175,8 +193,9 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 	e.reg.SetFaults(faults)
 	e.reg.SetLimits(o.Limits)
 	e.reg.ResetStats()
+	e.reg.ResetDeletes()
 	start := time.Now()
-	tot, err := purgeLikeWorkers(ctx, e, workerShape{o.BatchSize, o.InFlight, o.Concurrency}, repos, pol, time.Time{})
+	tot, err := purgeLikeWorkers(ctx, e, workerShape{o.BatchSize, o.InFlight, o.Concurrency, o.RepoParallelism}, repos, pol, time.Time{})
 	f.Elapsed = time.Since(start)
 	if err != nil {
 		return f, fmt.Errorf("throughput: acrpurge: %w", err)
@@ -197,6 +216,11 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 	}
 	if o.Latency > 0 {
 		f.SlotUsePercent = 100 * f.DeletesPerSecond / (float64(o.InFlight*o.Concurrency) / o.Latency.Seconds())
+	}
+	f.SteadyDeletesPerSecond = steadyRate(e.reg.Deletes())
+	f.Budget = deletes.Stats()
+	if o.SkipBaseline {
+		return f, nil
 	}
 
 	base, err := startEnv(envOptions{})
@@ -222,4 +246,25 @@ func Throughput(ctx context.Context, o ThroughputOptions) (ThroughputFigures, er
 		f.Speedup = f.DeletesPerSecond / f.Baseline.DeletesPerSecond
 	}
 	return f, nil
+}
+
+// steadyRate is the deletes per second between the first and the last of
+// recs (registry clock), 0 with fewer than two.
+func steadyRate(recs []acremu.DeleteRecord) float64 {
+	if len(recs) < 2 {
+		return 0
+	}
+	first, last := recs[0].At, recs[0].At
+	for _, r := range recs {
+		if r.At.Before(first) {
+			first = r.At
+		}
+		if r.At.After(last) {
+			last = r.At
+		}
+	}
+	if d := last.Sub(first).Seconds(); d > 0 {
+		return float64(len(recs)-1) / d
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package benchmarks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,10 +22,11 @@ import (
 // workerShape is how the deployed app spreads a purge: batches of
 // batchSize repositories (one message, one token, one executor each),
 // inFlight batches at a time (concurrent Worker invocations), concurrency
-// deletes in flight per batch (PURGE_CONCURRENCY) and
-// worker.RepoParallelism repositories at a time within a batch.
+// deletes in flight per batch (PURGE_CONCURRENCY) and repoParallelism
+// repositories at a time within a batch (PURGE_REPOSITORY_PARALLELISM; 0:
+// worker.RepoParallelism).
 type workerShape struct {
-	batchSize, inFlight, concurrency int
+	batchSize, inFlight, concurrency, repoParallelism int
 }
 
 // workerTotals is what purgeLikeWorkers did.
@@ -58,7 +60,7 @@ func purgeLikeWorkers(ctx context.Context, e *env, shape workerShape, repos []st
 				var retry []string
 				var errs []error
 				purge.RunBatch(ctx, purge.Batch{Repositories: pending, Policy: pol, Deadline: deadline, Tokens: src, Registry: reg},
-					purge.BatchOptions{Executor: ex, Parallelism: worker.RepoParallelism, Done: func(o purge.RepoOutcome) {
+					purge.BatchOptions{Executor: ex, Parallelism: cmp.Or(shape.repoParallelism, worker.RepoParallelism), Done: func(o purge.RepoOutcome) {
 						if o.Result != nil {
 							deleted.Add(o.Result.TagsDeleted + o.Result.ManifestsDeleted)
 							deleteErrors.Add(o.Result.DeleteErrors)

@@ -43,6 +43,11 @@ func writeIntro(p *printer, res *Result, o Options, handlerURL string) {
 	fmt.Fprintf(tw, "  Queue\tin-process stand-in for Service Bus: duplicate detection, max %d deliveries, %d in parallel\n",
 		o.MaxDeliveries, o.MaxConcurrentCalls)
 	fmt.Fprintf(tw, "  Checkpoints\t%s\n", store)
+	budget := "this process's own (in-memory checkpoints)"
+	if res.Store != "memory" {
+		budget = "the registry's, shared through the checkpoint table as by every deployed instance"
+	}
+	fmt.Fprintf(tw, "  Delete budget\t%d/min, %s\n", o.DeletesPerMinute, budget)
 	fmt.Fprintf(tw, "  Handler\t%s  the code of \"handler serve\", called over the custom-handler protocol\n", handlerURL)
 	_ = tw.Flush() // writes to a strings.Builder cannot fail
 

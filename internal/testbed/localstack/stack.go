@@ -74,11 +74,22 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 		reg.SetNow(occ.Add(timerLateness))
 	}
 	res.Demo = Seed(reg, reg.Now(), o.Repositories)
-	store, storeName, err := openStore(ctx, o)
+	store, tbl, storeName, err := openStore(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	res.Store = storeName
+	// With Table checkpoints, the delete budget is the registry-wide one the
+	// deployed app uses, shared through the same table; in memory, it is
+	// this process's own.
+	var deletes acr.Gate
+	if tbl != nil {
+		shared, err := app.NewSharedBudget(cfg, *tbl, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		deletes = shared
+	}
 	dir := o.PolicyDir
 	if dir == "" {
 		if dir, err = os.Getwd(); err != nil {
@@ -93,7 +104,7 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 
 	q := fakebus.New(fakebus.Options{Now: reg.Now, MaxDeliveries: o.MaxDeliveries})
 	a, err := app.New(cfg, pol, app.Deps{
-		Credential: cred, Sender: q, Store: store, Now: reg.Now, Logger: o.Logger,
+		Credential: cred, Sender: q, Store: store, Now: reg.Now, Logger: o.Logger, Deletes: deletes,
 		// Quick retries: the emulator answers at once, and the demo should
 		// not sit in backoffs when faults are injected.
 		Retry: acr.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond},
@@ -180,19 +191,20 @@ func RunStack(ctx context.Context, o Options) (*Result, error) {
 
 // openStore returns the checkpoint store: memory, or a Table Storage table
 // when a connection string is given.
-func openStore(ctx context.Context, o Options) (checkpoint.Store, string, error) {
+func openStore(ctx context.Context, o Options) (checkpoint.Store, *checkpoint.TableOptions, string, error) {
 	if o.CheckpointStorage == "" {
-		return checkpoint.NewMemory(), "memory", nil
+		return checkpoint.NewMemory(), nil, "memory", nil
 	}
 	name := o.CheckpointTable
 	if name == "" {
 		name = "acrpurgelocal" + time.Now().UTC().Format("20060102150405")
 	}
-	t, err := checkpoint.NewTable(ctx, checkpoint.TableOptions{ConnectionString: o.CheckpointStorage, Table: name, Logger: o.Logger})
+	tbl := checkpoint.TableOptions{ConnectionString: o.CheckpointStorage, Table: name, Logger: o.Logger}
+	t, err := checkpoint.NewTable(ctx, tbl)
 	if err != nil {
-		return nil, "", fmt.Errorf("checkpoint table %s (%s): %w", name, config.CheckpointConnString, err)
+		return nil, nil, "", fmt.Errorf("checkpoint table %s (%s): %w", name, config.CheckpointConnString, err)
 	}
-	return t, "table " + t.Name(), nil
+	return t, &tbl, "table " + t.Name(), nil
 }
 
 // serve serves h on a free loopback port, as `handler serve` does on

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -244,6 +245,20 @@ func TestCheckpointsInAzurite(t *testing.T) {
 	assertRegistry(t, res, localstack.RepoSeed.Purged, false)
 	require.Len(t, res.Runs, 1)
 	assertReport(t, res.Runs[0], res.Demo, false)
+
+	// The deletes went through the registry-wide budget, shared through the
+	// same table: its rows are in the registry's partition.
+	svc, err := aztables.NewServiceClientFromConnectionString(conn, nil)
+	require.NoError(t, err)
+	filter := "PartitionKey eq 'budget|" + res.Emulator.Host() + "'"
+	pager := svc.NewClient(table).NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter})
+	rows := 0
+	for pager.More() {
+		page, err := pager.NextPage(t.Context())
+		require.NoError(t, err)
+		rows += len(page.Entities)
+	}
+	assert.GreaterOrEqual(t, rows, 2, "the rate row and at least one window row")
 }
 
 func TestRunStackRejectsBadOptions(t *testing.T) {

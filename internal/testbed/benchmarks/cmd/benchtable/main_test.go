@@ -38,9 +38,9 @@ func TestParseOnly(t *testing.T) {
 	all, err := parseOnly("")
 	require.NoError(t, err)
 	assert.Len(t, all, len(benchmarks.Scenarios))
-	some, err := parseOnly(" storm , plan")
+	some, err := parseOnly(" governance , plan")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]bool{"storm": true, "plan": true}, some)
+	assert.Equal(t, map[string]bool{"governance": true, "plan": true}, some)
 }
 
 func TestWrap(t *testing.T) {
