@@ -23,7 +23,9 @@ import (
 //  3. On a 401 it invalidates that token, takes a fresh one and sends the
 //     request once more (when its body can be replayed). If the fresh token
 //     lacks the scope, or the second answer is a 401 too, that 401 goes up
-//     for the caller to report as not permitted.
+//     for the caller to report as not permitted — unless the registry says
+//     the token expired (error="invalid_token"): an expired token is never
+//     a refusal, so it re-mints again, up to maxMints tokens in all.
 //
 // It refuses to put a token on a request for any origin but its own
 // (scheme and host), and records every token it sent in the callInfo so
@@ -48,31 +50,44 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.send(req, req.Body, tok, ci)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+	for mints := 1; ; mints++ {
+		if err != nil || resp.StatusCode != http.StatusUnauthorized {
+			return resp, err
+		}
+		// One re-mint for any 401; more only while the registry says the
+		// token expired (invalid_token), which is never a refusal: a long
+		// wait for the delete budget can outlast a fresh token's life.
+		if mints > 1 && (mints >= maxMints || challengeError(resp.Header) != "invalid_token") {
+			return resp, nil
+		}
+		body, replayable := replayBody(req)
+		if !replayable {
+			return resp, nil
+		}
+		if t.log != nil {
+			t.log.LogAttrs(ctx, slog.LevelDebug, "acr 401: re-minting",
+				slog.String("op", ci.op), slog.String("repository", ci.repo), slog.Int("mint", mints+1),
+				slog.String("auth_error", challengeError(resp.Header)))
+		}
+		t.tokens.Invalidate(tok)
+		fresh, terr := t.token(ctx, ci.need)
+		if errors.Is(terr, ErrNotPermitted) {
+			closeBody(body)
+			return resp, nil // the 401 is the better answer: it says what was refused
+		}
+		drain(resp.Body)
+		if terr != nil {
+			closeBody(body)
+			return nil, terr
+		}
+		tok = fresh
+		resp, err = t.send(req, body, fresh, ci)
 	}
-	body, replayable := replayBody(req)
-	if !replayable {
-		return resp, nil
-	}
-	if t.log != nil {
-		t.log.LogAttrs(ctx, slog.LevelDebug, "acr 401: re-minting once",
-			slog.String("op", ci.op), slog.String("repository", ci.repo),
-			slog.String("auth_error", challengeError(resp.Header)))
-	}
-	t.tokens.Invalidate(tok)
-	fresh, err := t.token(ctx, ci.need)
-	if errors.Is(err, ErrNotPermitted) {
-		closeBody(body)
-		return resp, nil // the 401 is the better answer: it says what was refused
-	}
-	drain(resp.Body)
-	if err != nil {
-		closeBody(body)
-		return nil, err
-	}
-	return t.send(req, body, fresh, ci)
 }
+
+// maxMints bounds the tokens one call may take when the registry keeps
+// answering that they expired.
+const maxMints = 3
 
 // first checks that req may carry a token and takes one.
 func (t *authTransport) first(req *http.Request, ci *callInfo) (*Token, error) {

@@ -19,6 +19,9 @@ type authServer struct {
 	mu     sync.Mutex
 	auths  []string
 	bodies []string
+	// errCode is the challenge's error for a refused token; default
+	// invalid_token (expired).
+	errCode string
 }
 
 func (s *authServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -28,7 +31,11 @@ func (s *authServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.bodies = append(s.bodies, string(b))
 	s.mu.Unlock()
 	if r.Header.Get("Authorization") != "Bearer "+s.ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="x",error="invalid_token"`)
+		code := s.errCode
+		if code == "" {
+			code = "invalid_token"
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="x",error="`+code+`"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -98,18 +105,27 @@ func TestAuthTransport401RemintsOnceAndReplaysBody(t *testing.T) {
 	}
 }
 
+// TestAuthTransportPersistent401GoesUp: a 401 that is not an expiry goes
+// up after one re-mint; one saying the token expired (invalid_token) gets
+// up to maxMints tokens, since an expired token is never a refusal.
 func TestAuthTransportPersistent401GoesUp(t *testing.T) {
-	s, u := newAuthServer(t, "")
-	src := &fakeSource{}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, u.String()+"/x", nil)
-	resp, err := (&authTransport{tokens: src}).RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	drain(resp.Body)
-	auths, _ := s.seen()
-	if resp.StatusCode != 401 || len(auths) != 2 {
-		t.Fatalf("status %d after %d requests; want the second 401 after 2", resp.StatusCode, len(auths))
+	for _, tc := range []struct {
+		errCode string
+		sends   int
+	}{{"insufficient_scope", 2}, {"invalid_token", maxMints}} {
+		s, u := newAuthServer(t, "")
+		s.errCode = tc.errCode
+		src := &fakeSource{}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, u.String()+"/x", nil)
+		resp, err := (&authTransport{tokens: src}).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain(resp.Body)
+		auths, _ := s.seen()
+		if resp.StatusCode != 401 || len(auths) != tc.sends {
+			t.Fatalf("%s: status %d after %d requests; want the last 401 after %d", tc.errCode, resp.StatusCode, len(auths), tc.sends)
+		}
 	}
 }
 

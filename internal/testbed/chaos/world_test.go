@@ -249,6 +249,9 @@ func (w *world) check(c checks) map[string][]checkpoint.Status {
 		})
 		switch {
 		case !purged:
+			if len(tags) != len(e.KeepTags)+len(e.GoneTags) {
+				w.dumpCounts(name, recs)
+			}
 			require.Len(t, tags, len(e.KeepTags)+len(e.GoneTags), "%s (%v) was never purged: its tags", name, st)
 			require.Len(t, manifests, len(e.KeepManifests)+len(e.GoneManifests), "%s (%v) was never purged: its manifests", name, st)
 		case c.complete && slices.Contains(st, checkpoint.StatusDone):
