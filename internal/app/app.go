@@ -123,13 +123,6 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 		deps.HTTPClient = acr.NewHTTPClient()
 	}
 
-	broker, err := acr.NewBroker(acr.BrokerOptions{
-		Endpoint: cfg.Registry, Credential: deps.Credential, HTTPClient: deps.HTTPClient,
-		Now: deps.Now, Retry: deps.Retry, Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("app: token broker: %w", err)
-	}
 	if deps.Deletes == nil {
 		local, err := budget.NewLocal(budget.Options{
 			PerMinute: cfg.DeletesPerMinute, Scope: cfg.Registry.Service, Logger: log.With("component", "budget"),
@@ -139,12 +132,12 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 		}
 		deps.Deletes = local
 	}
-	limiter := acr.NewLimiter(acr.LimiterOptions{Deletes: deps.Deletes, Now: deps.Now})
-	client, err := acr.NewClient(acr.ClientOptions{
-		Endpoint: cfg.Registry, HTTPClient: deps.HTTPClient, Retry: deps.Retry, Limiter: limiter, Logger: log,
+	broker, client, err := acr.Connect(acr.ConnectOptions{
+		Endpoint: cfg.Registry, Credential: deps.Credential, HTTPClient: deps.HTTPClient, Retry: deps.Retry,
+		Limiter: acr.NewLimiter(acr.LimiterOptions{Deletes: deps.Deletes, Now: deps.Now}), Now: deps.Now, Logger: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("app: registry client: %w", err)
+		return nil, fmt.Errorf("app: %w", err)
 	}
 
 	sched, err := scheduler.New(scheduler.Options{

@@ -137,25 +137,18 @@ func (r *runner) run(ctx context.Context) int {
 	wctx, cancel := context.WithTimeout(ctx, r.o.timeout+r.d.timeoutGrace)
 	defer cancel()
 
-	broker, err := acr.NewBroker(acr.BrokerOptions{
-		Endpoint: r.o.registry, Credential: r.cred, Tenant: r.o.tenant, HTTPClient: r.d.httpClient,
-		Now: r.d.now, Retry: r.d.retry, Logger: r.log,
-	})
-	if err != nil {
-		return r.fatal(ctx, fmt.Errorf("token broker: %w", err))
-	}
 	// The delete budget of this process alone: the same algorithm as the
 	// app's registry-wide one, on an in-memory store.
 	deletes, err := budget.NewLocal(budget.Options{PerMinute: r.o.deletesPerMinute, Scope: r.o.registry.Service, Logger: r.log})
 	if err != nil {
 		return r.fatal(ctx, fmt.Errorf("delete budget: %w", err))
 	}
-	client, err := acr.NewClient(acr.ClientOptions{
-		Endpoint: r.o.registry, HTTPClient: r.d.httpClient, Retry: r.d.retry, Logger: r.log,
-		Limiter: acr.NewLimiter(acr.LimiterOptions{Deletes: deletes}),
+	broker, client, err := acr.Connect(acr.ConnectOptions{
+		Endpoint: r.o.registry, Credential: r.cred, Tenant: r.o.tenant, HTTPClient: r.d.httpClient,
+		Retry: r.d.retry, Limiter: acr.NewLimiter(acr.LimiterOptions{Deletes: deletes}), Now: r.d.now, Logger: r.log,
 	})
 	if err != nil {
-		return r.fatal(ctx, fmt.Errorf("registry client: %w", err))
+		return r.fatal(ctx, err)
 	}
 	r.log.Info("purge starting", "registry", r.o.registry.String(), "dryRun", r.o.dryRun,
 		"policy", r.o.policy.Hash(), "rules", r.o.policy.Describe())

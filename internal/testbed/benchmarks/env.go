@@ -41,15 +41,10 @@ func startEnv(o envOptions) (*env, error) {
 		reg.Close()
 		return nil, fmt.Errorf("emulator endpoint: %w", err)
 	}
-	broker, err := acr.NewBroker(acr.BrokerOptions{Endpoint: ep, Credential: cred, Now: reg.Now})
+	broker, client, err := acr.Connect(acr.ConnectOptions{Endpoint: ep, Credential: cred, Limiter: o.limiter, Retry: o.retry, Now: reg.Now})
 	if err != nil {
 		reg.Close()
-		return nil, fmt.Errorf("token broker: %w", err)
-	}
-	client, err := acr.NewClient(acr.ClientOptions{Endpoint: ep, Limiter: o.limiter, Retry: o.retry})
-	if err != nil {
-		reg.Close()
-		return nil, fmt.Errorf("registry client: %w", err)
+		return nil, err
 	}
 	return &env{reg: reg, broker: broker, client: client}, nil
 }

@@ -49,13 +49,11 @@ func Start(tb testing.TB, o Options) *Env {
 	if err != nil {
 		tb.Fatalf("endpoint: %v", err)
 	}
-	broker, err := acr.NewBroker(acr.BrokerOptions{Endpoint: ep, Credential: cred, Now: reg.Now})
+	broker, client, err := acr.Connect(acr.ConnectOptions{
+		Endpoint: ep, Credential: cred, Limiter: o.Limiter, PageSize: o.PageSize, Retry: o.Retry, Now: reg.Now,
+	})
 	if err != nil {
-		tb.Fatalf("broker: %v", err)
-	}
-	client, err := acr.NewClient(acr.ClientOptions{Endpoint: ep, Limiter: o.Limiter, PageSize: o.PageSize, Retry: o.Retry})
-	if err != nil {
-		tb.Fatalf("client: %v", err)
+		tb.Fatalf("connect: %v", err)
 	}
 	return &Env{Registry: reg, Cred: cred, Endpoint: ep, Broker: broker, Client: client}
 }
