@@ -227,7 +227,6 @@ func (w *Worker) begin(ctx context.Context, log *slog.Logger, job batchJob, st *
 	}
 	st.attempt = newAttemptID()
 	now := w.o.Now()
-	st.prog.lastFlush = now
 	err = w.update(ctx, job.runID, st, func(row *checkpoint.Repo) {
 		row.Status, row.Cursor, row.Batch = checkpoint.StatusPartial, string(raw), job.n
 		row.Attempts++
@@ -242,7 +241,7 @@ func (w *Worker) begin(ctx context.Context, log *slog.Logger, job batchJob, st *
 	}
 	st.started = true
 	st.prog.mu.Lock()
-	st.prog.begun = true
+	st.prog.begun, st.prog.lastFlush = true, now
 	st.prog.mu.Unlock()
 	return st.cursor, nil
 }
