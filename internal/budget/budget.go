@@ -190,7 +190,6 @@ type cachedRow struct {
 // winStats is what this instance did in one window.
 type winStats struct {
 	win           int64
-	sent          int64 // tokens handed out
 	own, observed int64 // tokens it leased; the row's Claimed it last saw
 	members       int64 // the row's Members it last saw
 }
@@ -276,12 +275,6 @@ func (b *Budget) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.stats
-}
-
-// granted counts a token handed out in window k. Called with b.mu held.
-func (b *Budget) granted(k int64) {
-	b.histAt(k).sent++
-	b.stats.Granted++
 }
 
 // Admitted reports a request the registry did not refuse: the cut after a
@@ -400,14 +393,14 @@ func (b *Budget) Wait(ctx context.Context) error {
 				}
 			}
 			b.waiting--
-			b.granted(b.windowOf(t))
+			b.stats.Granted++
 			b.mu.Unlock()
 			return nil
 		}
 		if b.fallback && (b.claiming || now.Before(b.retryAt)) {
 			d := b.localDelay(now)
 			b.waiting--
-			b.granted(k)
+			b.stats.Granted++
 			b.stats.LocalGrants++
 			b.mu.Unlock()
 			return b.o.Sleep(ctx, d)
