@@ -174,6 +174,8 @@ type Budget struct {
 	hist      [histLen]winStats
 	bit       uint      // this instance's bit in window rows' Members
 	heldUntil time.Time // release time of the last token this instance leased
+	recut     bool      // after a cut: lease the rest of window recutWin at the new rate
+	recutWin  int64
 	// Fallback to the local share.
 	fallback  bool
 	retryAt   time.Time // next attempt at the store
@@ -190,7 +192,6 @@ type cachedRow struct {
 // winStats is what this instance did in one window.
 type winStats struct {
 	win           int64
-	sent          int64 // tokens handed out
 	own, observed int64 // tokens it leased; the row's Claimed it last saw
 	members       int64 // the row's Members it last saw
 }
@@ -276,12 +277,6 @@ func (b *Budget) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.stats
-}
-
-// granted counts a token handed out in window k. Called with b.mu held.
-func (b *Budget) granted(k int64) {
-	b.histAt(k).sent++
-	b.stats.Granted++
 }
 
 // Admitted reports a request the registry did not refuse: the cut after a
@@ -400,14 +395,14 @@ func (b *Budget) Wait(ctx context.Context) error {
 				}
 			}
 			b.waiting--
-			b.granted(b.windowOf(t))
+			b.stats.Granted++
 			b.mu.Unlock()
 			return nil
 		}
 		if b.fallback && (b.claiming || now.Before(b.retryAt)) {
 			d := b.localDelay(now)
 			b.waiting--
-			b.granted(k)
+			b.stats.Granted++
 			b.stats.LocalGrants++
 			b.mu.Unlock()
 			return b.o.Sleep(ctx, d)
@@ -490,6 +485,7 @@ func (b *Budget) claim(now time.Time, k int64) {
 		bit:  b.bit,
 		rate: b.rate, gen: b.gen, refresh: b.needRate || now.Sub(b.rateReadAt) >= 2*b.o.Window,
 		rateRow: b.rateRow, rateETag: b.rateETag,
+		recut: b.recut && b.recutWin == k,
 	}
 	in.prev = b.seen(k-2, k-1)
 	// The row as this instance last wrote it saves a read only while no
@@ -537,12 +533,18 @@ func (b *Budget) claim(now time.Time, k int64) {
 			// token: a late lease is paced, not burst.
 			end := b.start(k + 1)
 			step := float64(b.o.Window) / float64(out.cap)
+			if out.paced > 0 {
+				step = float64(b.o.Window) / float64(out.paced)
+			}
 			base := b.o.Now()
 			if next := b.heldUntil.Add(time.Duration(step)); next.After(base) {
 				base = next
 			}
 			for j := out.from; j < out.from+out.n; j++ {
 				t := b.start(k).Add(time.Duration(step * float64(j)))
+				if out.paced > 0 {
+					t = base // a recut window is paced from now only
+				}
 				if paced := base.Add(time.Duration(step * float64(j-out.from))); paced.After(t) {
 					t = paced
 				}
@@ -556,6 +558,9 @@ func (b *Budget) claim(now time.Time, k int64) {
 	}
 	if out.exhausted {
 		b.full, b.isFull = k, true
+	}
+	if in.recut && (out.n > 0 || out.exhausted) {
+		b.recut = false
 	}
 }
 
@@ -620,7 +625,14 @@ func (b *Budget) Throttled(retryAfter time.Duration) {
 	if pause > 0 && now.Add(pause).After(b.pausedUntil) {
 		b.pausedUntil = now.Add(pause)
 	}
+	// The tokens leased at the old rate and not handed out yet go; the
+	// rest of this window is leased again at the new rate (recut), rather
+	// than lost because the old rate's leases already filled its row.
 	b.tokens = b.tokens[:0]
+	b.recut, b.recutWin = true, b.windowOf(now)
+	if b.isFull && b.full == b.recutWin {
+		b.isFull = false
+	}
 	if b.fallback {
 		b.mu.Unlock()
 		return

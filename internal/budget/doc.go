@@ -58,7 +58,9 @@
 //     never below 1 % of the budget, and there is at most one cut per
 //     window or per Retry-After, whichever is longer, across all instances
 //     (the row records when it was last cut). Tokens leased at the old rate
-//     and not handed out yet are dropped. A Retry-After longer than one
+//     and not handed out yet are dropped, and the rest of the window is
+//     leased again at the new rate, paced from now (the old rate's leases
+//     already fill its row; without that the window would idle). A Retry-After longer than one
 //     second also pauses every instance for the rest of it (the registry's
 //     window is evidently long); one second — the shortest whole-second
 //     answer — is left to the cut.

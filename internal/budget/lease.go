@@ -28,6 +28,9 @@ type claimInput struct {
 	rateRow  fields
 	rateETag string
 	cached   *cachedRow
+	// recut: this instance cut the rate in window k; what is left of the
+	// window is leased again at the new rate.
+	recut bool
 }
 
 // claimOutput is what a lease found and leased.
@@ -43,6 +46,9 @@ type claimOutput struct {
 	observed     int64 // the row's Claimed after this lease
 	members      int64 // the row's Members after this lease
 	exhausted    bool
+	// paced: the tokens are released W/paced apart from now, not at their
+	// places in the window (a recut window: its places are the old rate's).
+	paced int64
 }
 
 // lease refreshes the rate row when due, then leases up to a slice of
@@ -99,6 +105,14 @@ func (b *Budget) lease(in claimInput) (out claimOutput) {
 			// The lower capacity wins: a cut applies to the current window.
 			before, capRow, rowGen = cur["Claimed"], min(cur["Cap"], capK), max(cur["Gen"], gen)
 			members = cur["Members"]
+			if in.recut && capK > 0 {
+				// The leases made at the old rate fill the row; the rest of
+				// the window gets what the new rate allows in it.
+				left := b.start(in.k + 1).Sub(in.now)
+				more := int64(math.Ceil(float64(capK) * float64(left) / float64(b.o.Window)))
+				capRow = max(capRow, min(cur["Cap"], before+more))
+				out.paced = capK
+			}
 		}
 		if found && cur["Gen"] > gen {
 			out.newerGen = true

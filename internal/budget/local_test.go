@@ -224,3 +224,25 @@ func TestLongRetryAfterPausesTheRestOfIt(t *testing.T) {
 	require.NoError(t, b2.Wait(t.Context()))
 	assert.Less(t, c2.Now().Sub(at), time.Second)
 }
+
+// TestCutMidWindowKeepsGoingAtTheNewRate: a cut does not idle the rest of
+// the window (the old rate's leases fill its row): the rest is leased again
+// at the new rate.
+func TestCutMidWindowKeepsGoingAtTheNewRate(t *testing.T) {
+	c := newFakeClock()
+	c.t = c.t.Truncate(time.Second)
+	b, err := NewLocal(c.options(Options{PerMinute: 3600, Slices: 1})) // one lease takes the whole window
+	require.NoError(t, err)
+	reg := &registry{b: b, c: c}
+	reg.send(t, 30, nil)
+	k := b.windowOf(c.Now())
+	b.Throttled(time.Second)
+	cut := b.Rate()
+	require.Less(t, cut, 3600.0)
+	times := waitN(t, b, c, 5)
+	assert.Equal(t, k, b.windowOf(times[0]), "the window goes on after the cut")
+	for i := 1; i < len(times); i++ {
+		assert.GreaterOrEqual(t, times[i].Sub(times[i-1]), time.Duration(float64(time.Minute)/cut)-time.Millisecond,
+			"paced at the new rate")
+	}
+}
