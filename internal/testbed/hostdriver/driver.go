@@ -69,9 +69,10 @@ type Driver struct {
 	Queue *fakebus.Queue
 	// Client defaults to a plain client without timeout.
 	Client *http.Client
-	// Encoding of message bodies; default funchost.BodyDoubleString, as the
-	// host sends a string-typed message.
-	Encoding funchost.Encoding
+	// Encoding of message bodies; nil: funchost.BodyDoubleString, as the
+	// host sends a string-typed message. (A pointer, because the zero
+	// Encoding, BodyObject, is one the tests ask for too.)
+	Encoding *funchost.Encoding
 	// Backoff before a failed message becomes visible again, times its
 	// delivery count; also the wait before a timer retry.
 	Backoff time.Duration
@@ -190,11 +191,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 // trigger does, without settling it (tests that kill an instance mid-call
 // settle it themselves). enc overrides Encoding when not nil.
 func (d *Driver) Invoke(ctx context.Context, m *fakebus.Message, enc *funchost.Encoding) Invocation {
-	e := d.Encoding
-	if enc != nil {
+	e := funchost.BodyDoubleString
+	switch {
+	case enc != nil:
 		e = *enc
-	} else if e == funchost.BodyObject {
-		e = funchost.BodyDoubleString
+	case d.Encoding != nil:
+		e = *d.Encoding
 	}
 	req := funchost.ServiceBusRequest(worker.BindingMessage, m.Body, e, funchost.ServiceBusMeta{
 		MessageID: m.ID, DeliveryCount: m.DeliveryCount, EnqueuedTime: m.EnqueuedAt,

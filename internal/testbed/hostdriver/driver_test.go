@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,4 +174,31 @@ func TestFireTimerRetries(t *testing.T) {
 	assert.False(t, v.OK())
 	assert.Equal(t, 1+TimerRetries, s.timerCalls)
 	assert.False(t, v.Redelivered, "the last attempt is not retried")
+}
+
+// TestEncoding: bodies go as the host sends a string (JSON-encoded twice)
+// unless another encoding is asked for, BodyObject (the zero Encoding)
+// included.
+func TestEncoding(t *testing.T) {
+	var mu sync.Mutex
+	var raw []string
+	srv := httptest.NewServer(funchost.NewServer(map[string]funchost.Handler{
+		worker.Name: func(_ context.Context, req *funchost.Request) (*funchost.Response, error) {
+			mu.Lock()
+			raw = append(raw, string(req.Data[worker.BindingMessage]))
+			mu.Unlock()
+			return &funchost.Response{}, nil
+		},
+	}, nil))
+	t.Cleanup(srv.Close)
+	d := &Driver{Base: func() string { return srv.URL }, Queue: fakebus.New(fakebus.Options{})}
+	d.Queue.Put("a", []byte(`{"repository":"x"}`))
+	require.NoError(t, d.Drain(t.Context()))
+	object := funchost.BodyObject
+	d.Encoding = &object
+	d.Queue.Put("b", []byte(`{"repository":"x"}`))
+	require.NoError(t, d.Drain(t.Context()))
+	require.Len(t, raw, 2)
+	assert.True(t, strings.HasPrefix(raw[0], `"`), "default: a JSON string, got %s", raw[0])
+	assert.True(t, strings.HasPrefix(raw[1], `{`), "BodyObject: the object itself, got %s", raw[1])
 }

@@ -348,7 +348,7 @@ func (h *Harness) DrainParallel(enc funchost.Encoding, n int) {
 		limit = 2000
 	}
 	d := h.Driver
-	d.Encoding, d.MaxCalls, d.MaxInvocations, d.Backoff = enc, n, limit, h.RedeliveryDelay
+	d.Encoding, d.MaxCalls, d.MaxInvocations, d.Backoff = &enc, n, limit, h.RedeliveryDelay
 	require.NoError(h.T, d.Drain(h.T.Context()))
 	require.Zero(h.T, h.Queue.Len(), "the queue never drained")
 }
