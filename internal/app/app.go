@@ -119,9 +119,6 @@ func New(cfg *config.Config, pol *policy.Policy, deps Deps) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if deps.HTTPClient == nil {
-		deps.HTTPClient = acr.NewHTTPClient()
-	}
 
 	if deps.Deletes == nil {
 		local, err := budget.NewLocal(budget.Options{

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -471,6 +472,12 @@ func (t *Table) UpdateRepo(ctx context.Context, runID, name string, fn func(r *R
 		}
 		if !isLostRace(err) {
 			return Repo{}, t.wrap(op, err)
+		}
+		// Lost to another writer: back off a little, with jitter, so that
+		// writers racing for one row do not keep colliding.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(rand.Int64N(int64(time.Duration(try+1) * 5 * time.Millisecond)))):
 		}
 	}
 	return Repo{}, fmt.Errorf("checkpoint: %s: %w", op, ErrContention)

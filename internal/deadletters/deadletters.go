@@ -27,7 +27,6 @@ import (
 	"github.com/acrpurge/acrpurge/internal/checkpoint"
 	"github.com/acrpurge/acrpurge/internal/funchost"
 	"github.com/acrpurge/acrpurge/internal/queue"
-	"github.com/acrpurge/acrpurge/internal/worker"
 )
 
 // Name is the function's name (its folder under functions/); BindingMessage
@@ -195,7 +194,7 @@ func (f *Function) Record(ctx context.Context, l Letter) (string, error) {
 
 // reject records a dead letter that belongs to no recorded batch.
 func (f *Function) reject(ctx context.Context, log *slog.Logger, l Letter, reason string) (string, error) {
-	rej := checkpoint.Rejection{MessageID: l.MessageID, Reason: reason, Excerpt: worker.Excerpt(l.Body), At: f.now()}
+	rej := checkpoint.Rejection{MessageID: l.MessageID, Reason: reason, Excerpt: checkpoint.Excerpt(l.Body), At: f.now()}
 	if err := f.Store.RecordRejection(ctx, rej); err != nil {
 		return "", fmt.Errorf("dead letter %s: record: %w", l.MessageID, err)
 	}

@@ -105,6 +105,16 @@ func Enqueue(ctx context.Context, store checkpoint.Store, sender Sender, run che
 	return sum, nil
 }
 
+// BatchMessage is the message of a run's batch, as the Scheduler (or a
+// re-fan-out) sends it: the run's trigger and dry run, the batch's
+// repositories.
+func BatchMessage(run checkpoint.Run, b checkpoint.Batch) Message {
+	return Message{
+		Version: Version, RunID: run.ID, Batch: b.N, Batches: run.Batches, Trigger: run.Trigger,
+		Repositories: b.Repositories, DryRun: run.DryRun,
+	}
+}
+
 // split cuts repos into batch rows of at most size repositories, numbered
 // from 1. The rows share repos' backing array.
 func split(repos []string, size int) []checkpoint.Batch {
@@ -134,15 +144,7 @@ func send(ctx context.Context, sender Sender, run checkpoint.Run, batches []chec
 		return nil
 	}
 	for _, b := range batches {
-		out, err := NewOutgoing(Message{
-			Version:      Version,
-			RunID:        run.ID,
-			Batch:        b.N,
-			Batches:      run.Batches,
-			Trigger:      run.Trigger,
-			Repositories: b.Repositories,
-			DryRun:       run.DryRun,
-		})
+		out, err := NewOutgoing(BatchMessage(run, b))
 		if err != nil {
 			return sent, err
 		}

@@ -94,17 +94,12 @@ func (s *repoState) unfinished() bool {
 	return s.work && s.retry == nil && (!s.started || s.res.Status == purge.StatusPartial)
 }
 
-// save writes progress, stamping what it writes with the current time so that
-// a run's report tells an active batch from a stuck one.
-func (w *Worker) save(ctx context.Context, runID string, rows []checkpoint.Repo, batch *checkpoint.Batch) error {
-	now := w.o.Now()
-	for i := range rows {
-		rows[i].Updated = now
-	}
-	if batch != nil {
-		batch.Updated = now
-	}
-	return w.o.Store.SaveProgress(ctx, runID, rows, batch)
+// saveBatch writes the batch row, stamped with the current time so that a
+// run's report tells an active batch from a stuck one. Repository rows go
+// through update, which merges.
+func (w *Worker) saveBatch(ctx context.Context, runID string, batch *checkpoint.Batch) error {
+	batch.Updated = w.o.Now()
+	return w.o.Store.SaveProgress(ctx, runID, nil, batch)
 }
 
 // process runs one batch: see the package docs.
@@ -145,7 +140,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, job batchJob, out Outc
 		}
 		states[i] = &repoState{name: name, row: row, already: row.Status.Terminal(), work: !row.Status.Terminal()}
 	}
-	if err := w.save(ctx, job.runID, nil, &batch); err != nil {
+	if err := w.saveBatch(ctx, job.runID, &batch); err != nil {
 		return out, fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 	}
 
@@ -494,7 +489,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, d Delivery, job b
 	if failErr != nil {
 		batch.Status, batch.Error = checkpoint.StatusFailed, failErr.Error()
 	}
-	if err := w.save(sctx, job.runID, nil, &batch); err != nil {
+	if err := w.saveBatch(sctx, job.runID, &batch); err != nil {
 		err = fmt.Errorf("run %s batch %d: save progress: %w", job.runID, job.n, err)
 		if out.Continued && failErr == nil {
 			// The continuation owns the rest of the batch; a redelivery of
@@ -573,7 +568,7 @@ func (w *Worker) fail(ctx context.Context, runID string, states []*repoState, re
 // retried.
 func (w *Worker) recordBatchError(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, err error) {
 	batch.Error = err.Error()
-	if serr := w.save(ctx, job.runID, nil, batch); serr != nil {
+	if serr := w.saveBatch(ctx, job.runID, batch); serr != nil {
 		log.Error("could not record the batch's failure", "err", serr)
 	}
 }
@@ -582,7 +577,7 @@ func (w *Worker) recordBatchError(ctx context.Context, log *slog.Logger, job bat
 // repositories or the batch.
 func (w *Worker) giveUp(ctx context.Context, log *slog.Logger, job batchJob, batch *checkpoint.Batch, states []*repoState, reason string, cause error) {
 	batch.Status, batch.Error = checkpoint.StatusFailed, cause.Error()
-	if err := errors.Join(w.fail(ctx, job.runID, states, reason, cause), w.save(ctx, job.runID, nil, batch)); err != nil {
+	if err := errors.Join(w.fail(ctx, job.runID, states, reason, cause), w.saveBatch(ctx, job.runID, batch)); err != nil {
 		log.Error("could not record the batch's failure", "err", err)
 	}
 }

@@ -242,27 +242,6 @@ func TestPoisonMessagesAreRecordedAndCompleted(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestExcerpt(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"plain {\"a\":1}", `plain {"a":1}`},
-		{"tab\tnl\ncr\r", `tab\tnl\ncr\r`},
-		{"nul\x00del\x7f", `nul\u0000del\u007f`},
-		{"bidi\u202eevil", `bidi\u202eevil`},
-		{"back\\slash", `back\\slash`},
-		{"bad\xffutf8", "bad\uFFFDutf8"},
-	}
-	for _, c := range cases {
-		assert.Equal(t, c.want, worker.Excerpt([]byte(c.in)), c.in)
-	}
-	long := strings.Repeat("é", worker.ExcerptBytes) // 2 bytes each
-	got := worker.Excerpt([]byte(long))
-	assert.True(t, strings.HasSuffix(got, "…"))
-	assert.Equal(t, strings.Repeat("é", worker.ExcerptBytes/2)+"…", got, "cut on a rune boundary")
-	odd := "x" + long
-	got = worker.Excerpt([]byte(odd))
-	assert.Equal(t, "x"+strings.Repeat("é", worker.ExcerptBytes/2-1)+"…", got)
-}
-
 // TestOwnMessagesMustBelongToAnExistingRun: a message in the app's own
 // format cannot create a run (it could name a future nightly run and so
 // switch that night off), cannot name a batch the run does not have, nor a

@@ -294,8 +294,7 @@ func resumeUnfinished(ctx context.Context, store checkpoint.Store, q *fakebus.Qu
 			default:
 				continue
 			}
-			m := queue.Message{Version: queue.Version, RunID: run.ID, Batch: b.N, Batches: run.Batches,
-				Trigger: run.Trigger, Repositories: b.Repositories, DryRun: run.DryRun}
+			m := queue.BatchMessage(run, b)
 			if b.Continuations > 0 {
 				m.Resume = &queue.Resume{N: b.Continuations}
 			}
